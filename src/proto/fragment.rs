@@ -1,0 +1,471 @@
+//! Splitting encoded frames into datagram-sized pieces and joining them again.
+//!
+//! laminar only fragments its reliable packets and joins fragments in arrival order, so video
+//! is split here, sent unreliably, and reassembled by index. Memory is bounded: at most
+//! [`MAX_FRAMES_IN_FLIGHT`] partial frames of at most [`MAX_FRAGMENTS`] pieces each.
+
+use std::time::{Duration, Instant};
+
+use super::message::{CodecId, VideoFragment, MAX_FRAGMENTS, MAX_FRAGMENT_PAYLOAD};
+use super::ProtoError;
+
+/// Partial frames kept at once; a newer frame evicts the oldest.
+pub const MAX_FRAMES_IN_FLIGHT: usize = 8;
+/// How long a partial frame may wait for its missing pieces.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(400);
+
+/// What describes an encoded frame besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Frame counter of the sender, wrapping.
+    pub frame_id: u32,
+    /// The frame decodes on its own.
+    pub keyframe: bool,
+    /// Codec of the frame.
+    pub codec: CodecId,
+    /// Picture width in pixels.
+    pub width: u16,
+    /// Picture height in pixels.
+    pub height: u16,
+    /// Capture time, microseconds since the UNIX epoch on the sender's clock.
+    pub capture_us: u64,
+}
+
+/// A frame whose pieces all arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteFrame {
+    /// Its description.
+    pub meta: FrameMeta,
+    /// The encoded bytes.
+    pub data: Vec<u8>,
+    /// Frames between the previous complete frame and this one never completed.
+    pub gap: bool,
+}
+
+/// Splits an encoded frame into fragments of at most [`MAX_FRAGMENT_PAYLOAD`] bytes, of
+/// nearly equal size so that no tiny last datagram is wasted.
+pub fn fragment_frame(meta: FrameMeta, data: &[u8]) -> Result<Vec<VideoFragment>, ProtoError> {
+    if data.is_empty() {
+        return Err(ProtoError::Invalid("empty frame"));
+    }
+    let count = data.len().div_ceil(MAX_FRAGMENT_PAYLOAD);
+    if count > MAX_FRAGMENTS as usize {
+        return Err(ProtoError::Oversized(data.len()));
+    }
+    let piece = data.len().div_ceil(count);
+    Ok(data
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| VideoFragment {
+            frame_id: meta.frame_id,
+            index: i as u16,
+            count: count as u16,
+            keyframe: meta.keyframe,
+            codec: meta.codec,
+            width: meta.width,
+            height: meta.height,
+            capture_us: meta.capture_us,
+            payload: chunk.to_vec(),
+        })
+        .collect())
+}
+
+/// Counters of what the reassembler saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReassemblyStats {
+    /// Frames completed.
+    pub completed: u64,
+    /// Frames given up: deadline passed, evicted, or overtaken by a newer complete frame.
+    pub abandoned: u64,
+    /// Fragments of frames already completed or abandoned.
+    pub late: u64,
+    /// Fragments received twice.
+    pub duplicates: u64,
+    /// Fragments that contradict earlier pieces of the same frame.
+    pub inconsistent: u64,
+}
+
+/// What happened to one pushed fragment, for callers that count or log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReassemblyEvent {
+    /// The fragment completed its frame.
+    Complete(CompleteFrame),
+    /// The fragment was stored; its frame is still missing pieces.
+    Pending,
+    /// The fragment was dropped (late, duplicate or inconsistent).
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Partial {
+    meta: FrameMeta,
+    pieces: Vec<Option<Vec<u8>>>,
+    received: usize,
+    first_seen: Instant,
+}
+
+/// Joins fragments back into frames, in frame order, with bounded memory.
+#[derive(Debug)]
+pub struct Reassembler {
+    partials: Vec<Partial>,
+    last_done: Option<u32>,
+    deadline: Duration,
+    stats: ReassemblyStats,
+}
+
+impl Default for Reassembler {
+    fn default() -> Self {
+        Self::new(DEFAULT_DEADLINE)
+    }
+}
+
+/// `a` comes after `b` in wrapping frame-id order.
+fn newer(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+impl Reassembler {
+    /// A reassembler that abandons a partial frame `deadline` after its first piece.
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            partials: Vec::with_capacity(MAX_FRAMES_IN_FLIGHT),
+            last_done: None,
+            deadline,
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReassemblyStats {
+        self.stats
+    }
+
+    /// Forgets every partial frame and the frame order, for a new call.
+    pub fn reset(&mut self) {
+        self.partials.clear();
+        self.last_done = None;
+    }
+
+    /// Takes one fragment received at `now`. Call [`Reassembler::expire`] regularly too.
+    pub fn push(&mut self, frag: VideoFragment, now: Instant) -> ReassemblyEvent {
+        if let Some(done) = self.last_done {
+            if !newer(frag.frame_id, done) {
+                self.stats.late += 1;
+                return ReassemblyEvent::Dropped;
+            }
+        }
+        let meta = FrameMeta {
+            frame_id: frag.frame_id,
+            keyframe: frag.keyframe,
+            codec: frag.codec,
+            width: frag.width,
+            height: frag.height,
+            capture_us: frag.capture_us,
+        };
+        let pos = match self
+            .partials
+            .iter()
+            .position(|p| p.meta.frame_id == frag.frame_id)
+        {
+            Some(pos) => {
+                let p = &self.partials[pos];
+                if p.meta != meta || p.pieces.len() != frag.count as usize {
+                    self.stats.inconsistent += 1;
+                    return ReassemblyEvent::Dropped;
+                }
+                pos
+            }
+            None => {
+                if self.partials.len() >= MAX_FRAMES_IN_FLIGHT {
+                    let oldest = self.oldest_index();
+                    self.partials.swap_remove(oldest);
+                    self.stats.abandoned += 1;
+                }
+                self.partials.push(Partial {
+                    meta,
+                    pieces: vec![None; frag.count as usize],
+                    received: 0,
+                    first_seen: now,
+                });
+                self.partials.len() - 1
+            }
+        };
+        let p = &mut self.partials[pos];
+        let slot = &mut p.pieces[frag.index as usize];
+        if slot.is_some() {
+            self.stats.duplicates += 1;
+            return ReassemblyEvent::Dropped;
+        }
+        *slot = Some(frag.payload);
+        p.received += 1;
+        if p.received < p.pieces.len() {
+            return ReassemblyEvent::Pending;
+        }
+        let p = self.partials.swap_remove(pos);
+        let data: Vec<u8> = p.pieces.into_iter().flatten().flatten().collect();
+        let gap = match self.last_done {
+            Some(done) => p.meta.frame_id != done.wrapping_add(1),
+            None => false,
+        };
+        self.last_done = Some(p.meta.frame_id);
+        let before = self.partials.len();
+        self.partials
+            .retain(|q| newer(q.meta.frame_id, p.meta.frame_id));
+        self.stats.abandoned += (before - self.partials.len()) as u64;
+        self.stats.completed += 1;
+        ReassemblyEvent::Complete(CompleteFrame {
+            meta: p.meta,
+            data,
+            gap,
+        })
+    }
+
+    /// Abandons partial frames whose deadline has passed; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let deadline = self.deadline;
+        let before = self.partials.len();
+        self.partials
+            .retain(|p| now.saturating_duration_since(p.first_seen) < deadline);
+        let n = before - self.partials.len();
+        self.stats.abandoned += n as u64;
+        n
+    }
+
+    /// Bytes held in partial frames right now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.partials
+            .iter()
+            .flat_map(|p| p.pieces.iter().flatten())
+            .map(Vec::len)
+            .sum()
+    }
+
+    fn oldest_index(&self) -> usize {
+        let mut oldest = 0;
+        for (i, p) in self.partials.iter().enumerate() {
+            if newer(self.partials[oldest].meta.frame_id, p.meta.frame_id) {
+                oldest = i;
+            }
+        }
+        oldest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(frame_id: u32) -> FrameMeta {
+        FrameMeta {
+            frame_id,
+            keyframe: true,
+            codec: CodecId::Mjpeg,
+            width: 640,
+            height: 480,
+            capture_us: 1000 + frame_id as u64,
+        }
+    }
+
+    fn frame_bytes(id: u32, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i as u32 ^ id) as u8).collect()
+    }
+
+    /// Deterministic pseudo-random numbers for shuffling, losing and duplicating.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn fragments_fit_a_datagram_and_join_back() {
+        for len in [
+            1,
+            100,
+            MAX_FRAGMENT_PAYLOAD,
+            MAX_FRAGMENT_PAYLOAD + 1,
+            50_000,
+        ] {
+            let data = frame_bytes(3, len);
+            let frags = fragment_frame(meta(3), &data).expect("fragment");
+            assert_eq!(frags.len(), len.div_ceil(MAX_FRAGMENT_PAYLOAD));
+            for f in &frags {
+                let bytes = crate::proto::Message::Video(f.clone())
+                    .encode()
+                    .expect("encodes");
+                assert!(bytes.len() <= crate::proto::message::MAX_DATAGRAM);
+            }
+            let mut r = Reassembler::default();
+            let now = Instant::now();
+            let mut out = None;
+            for f in frags {
+                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                    out = Some(c);
+                }
+            }
+            let c = out.expect("complete");
+            assert_eq!(c.data, data);
+            assert_eq!(c.meta, meta(3));
+        }
+    }
+
+    #[test]
+    fn too_large_or_empty_frames_are_refused() {
+        assert!(fragment_frame(meta(1), &[]).is_err());
+        let huge = vec![0u8; MAX_FRAGMENT_PAYLOAD * MAX_FRAGMENTS as usize + 1];
+        assert!(fragment_frame(meta(1), &huge).is_err());
+    }
+
+    #[test]
+    fn reordered_and_duplicated_fragments_still_join() {
+        let mut rng = Rng(42);
+        let data = frame_bytes(9, 20_000);
+        let mut frags = fragment_frame(meta(9), &data).expect("fragment");
+        let dup = frags[2].clone();
+        frags.push(dup);
+        for i in (1..frags.len()).rev() {
+            frags.swap(i, rng.below(i + 1));
+        }
+        let mut r = Reassembler::default();
+        let now = Instant::now();
+        let completes: Vec<_> = frags
+            .into_iter()
+            .filter_map(|f| match r.push(f, now) {
+                ReassemblyEvent::Complete(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(completes.len(), 1);
+        assert_eq!(completes[0].data, data);
+        // the duplicate arrives either before completion (counted duplicate) or after (late)
+        assert_eq!(r.stats().duplicates + r.stats().late, 1);
+    }
+
+    #[test]
+    fn lossy_reordering_link_delivers_complete_frames_in_order_only() {
+        let mut rng = Rng(7);
+        let mut r = Reassembler::default();
+        let start = Instant::now();
+        let mut delivered = Vec::new();
+        let mut in_flight: Vec<(usize, VideoFragment)> = Vec::new();
+        for id in 0..200u32 {
+            let data = frame_bytes(id, 3_000 + (id as usize * 37) % 9_000);
+            for f in fragment_frame(meta(id), &data).expect("fragment") {
+                if rng.below(100) < 5 {
+                    continue; // lost
+                }
+                let delay = rng.below(3);
+                in_flight.push((id as usize + delay, f.clone()));
+                if rng.below(100) < 3 {
+                    in_flight.push((id as usize + rng.below(3), f)); // duplicated
+                }
+            }
+            let now = start + Duration::from_millis(33 * id as u64);
+            let (due, later): (Vec<_>, Vec<_>) =
+                in_flight.drain(..).partition(|(t, _)| *t <= id as usize);
+            in_flight = later;
+            for (_, f) in due {
+                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                    assert_eq!(c.data, frame_bytes(c.meta.frame_id, c.data.len()));
+                    delivered.push(c.meta.frame_id);
+                }
+            }
+            r.expire(now);
+            assert!(r.partials.len() <= MAX_FRAMES_IN_FLIGHT);
+        }
+        assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert!(
+            delivered.len() > 100,
+            "most frames delivered: {}",
+            delivered.len()
+        );
+        let s = r.stats();
+        assert_eq!(s.completed as usize, delivered.len());
+        assert!(s.abandoned > 0, "losses abandon frames");
+    }
+
+    #[test]
+    fn deadline_abandons_incomplete_frames() {
+        let mut r = Reassembler::new(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let frags = fragment_frame(meta(1), &frame_bytes(1, 5_000)).expect("fragment");
+        r.push(frags[0].clone(), t0);
+        assert_eq!(r.expire(t0 + Duration::from_millis(50)), 0);
+        assert_eq!(r.expire(t0 + Duration::from_millis(150)), 1);
+        assert_eq!(r.buffered_bytes(), 0);
+        assert_eq!(r.stats().abandoned, 1);
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_new_frames() {
+        let mut r = Reassembler::default();
+        let now = Instant::now();
+        for id in 0..10_000u32 {
+            let mut m = meta(id);
+            m.frame_id = id.wrapping_mul(2_654_435_761);
+            let f = VideoFragment {
+                frame_id: m.frame_id,
+                index: 0,
+                count: MAX_FRAGMENTS,
+                keyframe: true,
+                codec: CodecId::Mjpeg,
+                width: 640,
+                height: 480,
+                capture_us: 0,
+                payload: vec![0; MAX_FRAGMENT_PAYLOAD],
+            };
+            r.push(f, now);
+            assert!(r.partials.len() <= MAX_FRAMES_IN_FLIGHT);
+        }
+        assert!(r.buffered_bytes() <= MAX_FRAMES_IN_FLIGHT * MAX_FRAGMENT_PAYLOAD);
+    }
+
+    #[test]
+    fn contradicting_fragments_are_dropped() {
+        let mut r = Reassembler::default();
+        let now = Instant::now();
+        let frags = fragment_frame(meta(5), &frame_bytes(5, 5_000)).expect("fragment");
+        r.push(frags[0].clone(), now);
+        let mut forged = frags[1].clone();
+        forged.width = 320;
+        assert_eq!(r.push(forged, now), ReassemblyEvent::Dropped);
+        assert_eq!(r.stats().inconsistent, 1);
+    }
+
+    #[test]
+    fn gap_is_reported_after_a_lost_frame() {
+        let mut r = Reassembler::default();
+        let now = Instant::now();
+        let mut gaps = Vec::new();
+        for id in [0u32, 1, 3] {
+            for f in fragment_frame(meta(id), &frame_bytes(id, 100)).expect("fragment") {
+                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                    gaps.push(c.gap);
+                }
+            }
+        }
+        assert_eq!(gaps, vec![false, false, true]);
+    }
+
+    #[test]
+    fn frame_ids_wrap() {
+        let mut r = Reassembler::default();
+        let now = Instant::now();
+        let mut got = Vec::new();
+        for id in [u32::MAX - 1, u32::MAX, 0, 1] {
+            for f in fragment_frame(meta(id), &frame_bytes(id, 10)).expect("fragment") {
+                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                    got.push(c.meta.frame_id);
+                }
+            }
+        }
+        assert_eq!(got, vec![u32::MAX - 1, u32::MAX, 0, 1]);
+    }
+}

@@ -1,0 +1,432 @@
+//! Message types and their versioned binary encoding.
+//!
+//! Every datagram starts with the magic `Pr`, the protocol version and a kind byte. Decoding
+//! checks every length and range, so any byte string either decodes to a valid message or
+//! yields a [`ProtoError`]; nothing here panics on input.
+
+use super::wire::{Reader, Writer};
+use super::ProtoError;
+
+/// First two bytes of every Prattle datagram.
+pub const MAGIC: [u8; 2] = *b"Pr";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Largest datagram we send: laminar drops unreliable payloads over 1452 bytes without telling.
+pub const MAX_DATAGRAM: usize = 1250;
+/// Bytes of a video fragment header (magic, version, kind and the fragment fields).
+pub const VIDEO_HEADER_LEN: usize = 4 + 4 + 2 + 2 + 1 + 1 + 2 + 2 + 8;
+/// Largest slice of an encoded frame carried by one fragment.
+pub const MAX_FRAGMENT_PAYLOAD: usize = MAX_DATAGRAM - VIDEO_HEADER_LEN;
+/// Most fragments one frame may have (about 1.2 MB per frame).
+pub const MAX_FRAGMENTS: u16 = 1024;
+/// Largest picture side we accept.
+pub const MAX_SIDE: u16 = 4096;
+
+const KIND_HELLO: u8 = 1;
+const KIND_ACCEPT: u8 = 2;
+const KIND_STATE: u8 = 3;
+const KIND_BYE: u8 = 4;
+const KIND_KEYFRAME_REQUEST: u8 = 5;
+const KIND_VIDEO: u8 = 6;
+
+const FLAG_CAMERA_ON: u8 = 1;
+const FLAG_MUTED: u8 = 2;
+const FLAG_KEYFRAME: u8 = 1;
+
+/// Which codec produced a video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecId {
+    /// Motion JPEG: every frame is a keyframe.
+    Mjpeg,
+    /// H.264 (reserved for the next codec).
+    H264,
+}
+
+impl CodecId {
+    fn to_byte(self) -> u8 {
+        match self {
+            CodecId::Mjpeg => 1,
+            CodecId::H264 => 2,
+        }
+    }
+    fn from_byte(b: u8) -> Result<Self, ProtoError> {
+        match b {
+            1 => Ok(CodecId::Mjpeg),
+            2 => Ok(CodecId::H264),
+            _ => Err(ProtoError::Invalid("codec")),
+        }
+    }
+}
+
+/// The sender's full media state, repeated regularly so that a lost copy never matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSnapshot {
+    /// Session id of the sender.
+    pub from: u64,
+    /// Increases with every snapshot; older ones are ignored.
+    pub seq: u32,
+    /// Whether the sender's camera is on and delivering.
+    pub camera_on: bool,
+    /// Whether the sender's microphone is muted.
+    pub muted: bool,
+}
+
+/// One piece of an encoded video frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFragment {
+    /// Frame counter of the sender, wrapping.
+    pub frame_id: u32,
+    /// Index of this piece, below `count`.
+    pub index: u16,
+    /// Number of pieces of the frame.
+    pub count: u16,
+    /// The frame decodes on its own.
+    pub keyframe: bool,
+    /// Codec of the frame.
+    pub codec: CodecId,
+    /// Picture width in pixels.
+    pub width: u16,
+    /// Picture height in pixels.
+    pub height: u16,
+    /// Capture time, microseconds since the UNIX epoch on the sender's clock.
+    pub capture_us: u64,
+    /// This piece of the encoded frame.
+    pub payload: Vec<u8>,
+}
+
+/// Everything that travels between two peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// "I want a call"; `from` is the sender's random session id.
+    Hello {
+        /// Sender's session id.
+        from: u64,
+    },
+    /// "Call accepted"; `to` echoes the session id of the hello it answers.
+    Accept {
+        /// Sender's session id.
+        from: u64,
+        /// The session id being answered.
+        to: u64,
+    },
+    /// The sender's media state; doubles as keep-alive.
+    State(StateSnapshot),
+    /// The sender hangs up.
+    Bye {
+        /// Sender's session id.
+        from: u64,
+    },
+    /// The receiver cannot decode until a frame that stands on its own arrives.
+    KeyframeRequest {
+        /// Sender's session id.
+        from: u64,
+        /// Last frame the receiver could not decode.
+        frame_id: u32,
+    },
+    /// A piece of a video frame.
+    Video(VideoFragment),
+}
+
+impl Message {
+    /// Encodes the message into one datagram payload, refusing anything over [`MAX_DATAGRAM`].
+    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
+        let mut w = Writer::with_capacity(64);
+        w.bytes(&MAGIC);
+        w.u8(VERSION);
+        match self {
+            Message::Hello { from } => {
+                w.u8(KIND_HELLO);
+                w.u64(*from);
+            }
+            Message::Accept { from, to } => {
+                w.u8(KIND_ACCEPT);
+                w.u64(*from);
+                w.u64(*to);
+            }
+            Message::State(s) => {
+                w.u8(KIND_STATE);
+                w.u64(s.from);
+                w.u32(s.seq);
+                let mut flags = 0;
+                if s.camera_on {
+                    flags |= FLAG_CAMERA_ON;
+                }
+                if s.muted {
+                    flags |= FLAG_MUTED;
+                }
+                w.u8(flags);
+            }
+            Message::Bye { from } => {
+                w.u8(KIND_BYE);
+                w.u64(*from);
+            }
+            Message::KeyframeRequest { from, frame_id } => {
+                w.u8(KIND_KEYFRAME_REQUEST);
+                w.u64(*from);
+                w.u32(*frame_id);
+            }
+            Message::Video(v) => {
+                validate_video(v)?;
+                w = Writer::with_capacity(VIDEO_HEADER_LEN + v.payload.len());
+                w.bytes(&MAGIC);
+                w.u8(VERSION);
+                w.u8(KIND_VIDEO);
+                w.u32(v.frame_id);
+                w.u16(v.index);
+                w.u16(v.count);
+                w.u8(if v.keyframe { FLAG_KEYFRAME } else { 0 });
+                w.u8(v.codec.to_byte());
+                w.u16(v.width);
+                w.u16(v.height);
+                w.u64(v.capture_us);
+                w.bytes(&v.payload);
+            }
+        }
+        let out = w.finish();
+        if out.len() > MAX_DATAGRAM {
+            return Err(ProtoError::Oversized(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Decodes one datagram payload; any malformed input is an error, never a panic.
+    pub fn decode(buf: &[u8]) -> Result<Message, ProtoError> {
+        if buf.len() > MAX_DATAGRAM {
+            return Err(ProtoError::Oversized(buf.len()));
+        }
+        let mut r = Reader::new(buf);
+        let magic = [r.u8()?, r.u8().map_err(|_| ProtoError::Foreign)?];
+        if magic != MAGIC {
+            return Err(ProtoError::Foreign);
+        }
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(ProtoError::Version(version));
+        }
+        let kind = r.u8()?;
+        let msg = match kind {
+            KIND_HELLO => Message::Hello { from: r.u64()? },
+            KIND_ACCEPT => Message::Accept {
+                from: r.u64()?,
+                to: r.u64()?,
+            },
+            KIND_STATE => {
+                let from = r.u64()?;
+                let seq = r.u32()?;
+                let flags = r.u8()?;
+                Message::State(StateSnapshot {
+                    from,
+                    seq,
+                    camera_on: flags & FLAG_CAMERA_ON != 0,
+                    muted: flags & FLAG_MUTED != 0,
+                })
+            }
+            KIND_BYE => Message::Bye { from: r.u64()? },
+            KIND_KEYFRAME_REQUEST => Message::KeyframeRequest {
+                from: r.u64()?,
+                frame_id: r.u32()?,
+            },
+            KIND_VIDEO => {
+                let frame_id = r.u32()?;
+                let index = r.u16()?;
+                let count = r.u16()?;
+                let flags = r.u8()?;
+                let codec = CodecId::from_byte(r.u8()?)?;
+                let width = r.u16()?;
+                let height = r.u16()?;
+                let capture_us = r.u64()?;
+                let payload = r.rest().to_vec();
+                let v = VideoFragment {
+                    frame_id,
+                    index,
+                    count,
+                    keyframe: flags & FLAG_KEYFRAME != 0,
+                    codec,
+                    width,
+                    height,
+                    capture_us,
+                    payload,
+                };
+                validate_video(&v)?;
+                Message::Video(v)
+            }
+            other => return Err(ProtoError::UnknownKind(other)),
+        };
+        r.expect_end()?;
+        Ok(msg)
+    }
+
+    /// The session id of the sender, for control messages.
+    pub fn sender(&self) -> Option<u64> {
+        match self {
+            Message::Hello { from }
+            | Message::Accept { from, .. }
+            | Message::Bye { from }
+            | Message::KeyframeRequest { from, .. } => Some(*from),
+            Message::State(s) => Some(s.from),
+            Message::Video(_) => None,
+        }
+    }
+}
+
+fn validate_video(v: &VideoFragment) -> Result<(), ProtoError> {
+    if v.count == 0 || v.count > MAX_FRAGMENTS {
+        return Err(ProtoError::Invalid("fragment count"));
+    }
+    if v.index >= v.count {
+        return Err(ProtoError::Invalid("fragment index"));
+    }
+    if v.payload.is_empty() || v.payload.len() > MAX_FRAGMENT_PAYLOAD {
+        return Err(ProtoError::Invalid("fragment payload size"));
+    }
+    if v.width == 0 || v.height == 0 || v.width > MAX_SIDE || v.height > MAX_SIDE {
+        return Err(ProtoError::Invalid("picture size"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment() -> VideoFragment {
+        VideoFragment {
+            frame_id: 7,
+            index: 1,
+            count: 3,
+            keyframe: true,
+            codec: CodecId::Mjpeg,
+            width: 640,
+            height: 480,
+            capture_us: 1_700_000_000_000_000,
+            payload: vec![9; 100],
+        }
+    }
+
+    fn all_messages() -> Vec<Message> {
+        vec![
+            Message::Hello { from: 1 },
+            Message::Accept { from: 2, to: 3 },
+            Message::State(StateSnapshot {
+                from: 4,
+                seq: 5,
+                camera_on: true,
+                muted: false,
+            }),
+            Message::State(StateSnapshot {
+                from: u64::MAX,
+                seq: u32::MAX,
+                camera_on: false,
+                muted: true,
+            }),
+            Message::Bye { from: 6 },
+            Message::KeyframeRequest {
+                from: 8,
+                frame_id: 9,
+            },
+            Message::Video(fragment()),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in all_messages() {
+            let bytes = m.encode().expect("encode");
+            assert_eq!(Message::decode(&bytes), Ok(m));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        for m in all_messages() {
+            let bytes = m.encode().expect("encode");
+            for n in 0..bytes.len() {
+                if let Message::Video(_) = m {
+                    if n >= VIDEO_HEADER_LEN + 1 {
+                        // a shorter payload is still a valid fragment
+                        continue;
+                    }
+                }
+                assert!(Message::decode(&bytes[..n]).is_err(), "{m:?} cut at {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = Message::Hello { from: 1 }.encode().expect("encode");
+        bytes.push(0);
+        assert_eq!(Message::decode(&bytes), Err(ProtoError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn foreign_version_and_kind_are_named() {
+        assert_eq!(Message::decode(b"GET / HTTP/1.1"), Err(ProtoError::Foreign));
+        assert_eq!(
+            Message::decode(&[b'P', b'r', 9, 1]),
+            Err(ProtoError::Version(9))
+        );
+        assert_eq!(
+            Message::decode(&[b'P', b'r', VERSION, 200]),
+            Err(ProtoError::UnknownKind(200))
+        );
+    }
+
+    #[test]
+    fn invalid_fragments_are_rejected_both_ways() {
+        let cases: Vec<fn(&mut VideoFragment)> = vec![
+            |v| v.count = 0,
+            |v| v.index = v.count,
+            |v| v.count = MAX_FRAGMENTS + 1,
+            |v| v.payload.clear(),
+            |v| v.payload = vec![0; MAX_FRAGMENT_PAYLOAD + 1],
+            |v| v.width = 0,
+            |v| v.height = MAX_SIDE + 1,
+        ];
+        for mutate in cases {
+            let mut v = fragment();
+            mutate(&mut v);
+            assert!(Message::Video(v.clone()).encode().is_err(), "{v:?}");
+            // forge the same bytes by hand: decode must refuse them too
+            let mut ok = fragment();
+            ok.payload = vec![1; 10];
+            let mut bytes = Message::Video(ok).encode().expect("encode");
+            bytes[8..10].copy_from_slice(&v.index.to_be_bytes());
+            bytes[10..12].copy_from_slice(&v.count.to_be_bytes());
+            bytes[14..16].copy_from_slice(&v.width.to_be_bytes());
+            bytes[16..18].copy_from_slice(&v.height.to_be_bytes());
+            bytes.truncate(VIDEO_HEADER_LEN);
+            bytes.extend_from_slice(&v.payload);
+            assert!(Message::decode(&bytes).is_err(), "forged {v:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_datagrams_are_rejected() {
+        let mut big = vec![0u8; MAX_DATAGRAM + 1];
+        big[..4].copy_from_slice(&[b'P', b'r', VERSION, KIND_VIDEO]);
+        assert_eq!(
+            Message::decode(&big),
+            Err(ProtoError::Oversized(MAX_DATAGRAM + 1))
+        );
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // xorshift: deterministic pseudo-random input of every length up to a datagram
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..1400 {
+            let mut buf = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(x as u8);
+            }
+            if len > 4 && len % 3 == 0 {
+                buf[..3].copy_from_slice(&[b'P', b'r', VERSION]);
+            }
+            let _ = Message::decode(&buf);
+        }
+    }
+}
