@@ -5,3 +5,4 @@
 
 pub mod proto;
 pub mod session;
+pub mod media;

@@ -1,0 +1,133 @@
+//! Motion JPEG through OpenCV's libjpeg-turbo: every frame a keyframe.
+
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Vec3b, Vector};
+use opencv::imgcodecs;
+
+use super::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder, VideoFrame};
+use crate::proto::CodecId;
+
+fn backend(e: opencv::Error) -> CodecError {
+    CodecError::Backend {
+        codec: CodecId::Mjpeg,
+        message: e.to_string(),
+    }
+}
+
+/// JPEG encoder with a fixed quality.
+#[derive(Debug)]
+pub struct MjpegEncoder {
+    params: Vector<i32>,
+    out: Vector<u8>,
+}
+
+impl MjpegEncoder {
+    /// An encoder at `quality` (1–100; clamped).
+    pub fn new(quality: u8) -> Self {
+        let q = i32::from(quality.clamp(1, 100));
+        Self {
+            params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, q]),
+            out: Vector::new(),
+        }
+    }
+}
+
+impl VideoEncoder for MjpegEncoder {
+    fn codec(&self) -> CodecId {
+        CodecId::Mjpeg
+    }
+
+    fn encode(&mut self, frame: &VideoFrame, _force_keyframe: bool) -> Result<EncodedFrame, CodecError> {
+        let mat = Mat::new_rows_cols_with_bytes::<Vec3b>(
+            frame.height as i32,
+            frame.width as i32,
+            &frame.data,
+        )
+        .map_err(backend)?;
+        self.out.clear();
+        imgcodecs::imencode(".jpg", &mat, &mut self.out, &self.params).map_err(backend)?;
+        Ok(EncodedFrame {
+            data: self.out.as_slice().to_vec(),
+            keyframe: true,
+        })
+    }
+}
+
+/// JPEG decoder.
+#[derive(Debug, Default)]
+pub struct MjpegDecoder;
+
+impl VideoDecoder for MjpegDecoder {
+    fn codec(&self) -> CodecId {
+        CodecId::Mjpeg
+    }
+
+    fn decode(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError> {
+        // a JPEG starts with SOI; refuse anything else before handing it to the library
+        if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
+            return Err(CodecError::Corrupt);
+        }
+        let buf = Mat::from_slice(data).map_err(backend)?;
+        let mat = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(backend)?;
+        if mat.empty() || mat.typ() != opencv::core::CV_8UC3 {
+            return Err(CodecError::Corrupt);
+        }
+        let size = mat.size().map_err(backend)?;
+        let bytes = mat.data_bytes().map_err(backend)?;
+        Ok(VideoFrame {
+            width: size.width as u32,
+            height: size.height as u32,
+            data: bytes.to_vec(),
+            capture_us: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::pattern::TestPattern;
+    use crate::media::stamp::{read_stamp, Picture, Rect, Stamp};
+
+    #[test]
+    fn round_trip_keeps_size_and_stamp() {
+        let mut pattern = TestPattern::new(640, 480);
+        let frame = pattern.render(1234, 987_654_321);
+        let mut enc = MjpegEncoder::new(80);
+        let jpeg = enc.encode(&frame, false).expect("encode");
+        assert!(jpeg.keyframe);
+        assert!(jpeg.data.len() < frame.data.len() / 5, "compresses");
+        let out = MjpegDecoder.decode(&jpeg.data).expect("decode");
+        assert_eq!((out.width, out.height), (640, 480));
+        let pic = Picture::bgr(&out.data, 640, 480);
+        assert_eq!(
+            read_stamp(&pic, Rect::full(640, 480), false),
+            Some(Stamp {
+                frame_no: 1234,
+                capture_us: 987_654_321
+            })
+        );
+    }
+
+    #[test]
+    fn lower_quality_is_smaller() {
+        let frame = TestPattern::new(640, 480).render(1, 1);
+        let hi = MjpegEncoder::new(90).encode(&frame, false).expect("encode");
+        let lo = MjpegEncoder::new(30).encode(&frame, false).expect("encode");
+        assert!(lo.data.len() < hi.data.len());
+    }
+
+    #[test]
+    fn garbage_and_truncated_jpeg_are_errors_not_panics() {
+        let frame = TestPattern::new(320, 240).render(5, 5);
+        let jpeg = MjpegEncoder::new(70).encode(&frame, false).expect("encode");
+        assert!(MjpegDecoder.decode(&[]).is_err());
+        assert!(MjpegDecoder.decode(b"not a jpeg at all").is_err());
+        for cut in [4, 20, 200, jpeg.data.len() / 2] {
+            // libjpeg may return a partly grey picture for a cut stream: fine, as long as
+            // nothing panics and a size comes back consistent with the bytes
+            if let Ok(f) = MjpegDecoder.decode(&jpeg.data[..cut]) {
+                assert_eq!(f.data.len(), (f.width * f.height * 3) as usize);
+            }
+        }
+    }
+}

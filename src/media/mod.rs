@@ -1,0 +1,10 @@
+//! Pictures and codecs: frames, the stamped test pattern, MJPEG — pure, no devices.
+
+pub mod codec;
+pub mod frame;
+pub mod mjpeg;
+pub mod pattern;
+pub mod stamp;
+
+pub use codec::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder};
+pub use frame::VideoFrame;

@@ -1,0 +1,79 @@
+//! The built-in test pattern: moving content plus the frame stamp.
+
+use super::stamp::{write_stamp, Stamp};
+use super::VideoFrame;
+
+/// Generates moving, stamped pictures of one size.
+#[derive(Debug)]
+pub struct TestPattern {
+    width: u32,
+    height: u32,
+}
+
+impl TestPattern {
+    /// A pattern of `width`×`height` pixels.
+    pub fn new(width: u32, height: u32) -> Self {
+        Self { width, height }
+    }
+
+    /// Picture number `frame_no`, captured at `capture_us`: scrolling colour bands, a
+    /// bouncing square, and the stamp.
+    pub fn render(&mut self, frame_no: u32, capture_us: u64) -> VideoFrame {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut data = vec![0u8; w * h * 3];
+        let shift = (frame_no as usize).wrapping_mul(4);
+        for (y, row) in data.chunks_exact_mut(w * 3).enumerate() {
+            let g = (y * 255 / h.max(1)) as u8;
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                let band = ((x + shift) / 8 % 64) as u8;
+                px[0] = band.wrapping_mul(4);
+                px[1] = g / 2 + 40;
+                px[2] = 200u8.wrapping_sub(band.wrapping_mul(3));
+            }
+        }
+        // a square that bounces from side to side in the lower half
+        let side = (h / 6).max(4);
+        let span = w.saturating_sub(side).max(1);
+        let t = (frame_no as usize * 6) % (2 * span);
+        let x0 = if t < span { t } else { 2 * span - t };
+        let y0 = h / 2 + (h / 2).saturating_sub(side) / 2;
+        for y in y0..(y0 + side).min(h) {
+            for x in x0..(x0 + side).min(w) {
+                let i = (y * w + x) * 3;
+                data[i..i + 3].copy_from_slice(&[30, 220, 250]);
+            }
+        }
+        write_stamp(
+            &mut data,
+            self.width,
+            self.height,
+            Stamp {
+                frame_no,
+                capture_us,
+            },
+        );
+        VideoFrame {
+            width: self.width,
+            height: self.height,
+            data,
+            capture_us,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::stamp::{read_stamp, Picture, Rect};
+
+    #[test]
+    fn frames_move_and_carry_their_stamp() {
+        let mut p = TestPattern::new(640, 480);
+        let a = p.render(1, 100);
+        let b = p.render(2, 200);
+        assert_ne!(a.data, b.data, "content moves");
+        let pic = Picture::bgr(&b.data, 640, 480);
+        let s = read_stamp(&pic, Rect::full(640, 480), false).expect("stamp");
+        assert_eq!((s.frame_no, s.capture_us), (2, 200));
+    }
+}
