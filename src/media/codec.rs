@@ -45,8 +45,11 @@ pub trait VideoEncoder: Send {
     /// Which codec this is.
     fn codec(&self) -> CodecId;
     /// Encodes one picture; `force_keyframe` asks for a frame that decodes on its own.
-    fn encode(&mut self, frame: &VideoFrame, force_keyframe: bool)
-        -> Result<EncodedFrame, CodecError>;
+    fn encode(
+        &mut self,
+        frame: &VideoFrame,
+        force_keyframe: bool,
+    ) -> Result<EncodedFrame, CodecError>;
 }
 
 /// Turns bytes back into pictures.

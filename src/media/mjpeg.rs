@@ -36,7 +36,11 @@ impl VideoEncoder for MjpegEncoder {
         CodecId::Mjpeg
     }
 
-    fn encode(&mut self, frame: &VideoFrame, _force_keyframe: bool) -> Result<EncodedFrame, CodecError> {
+    fn encode(
+        &mut self,
+        frame: &VideoFrame,
+        _force_keyframe: bool,
+    ) -> Result<EncodedFrame, CodecError> {
         let mat = Mat::new_rows_cols_with_bytes::<Vec3b>(
             frame.height as i32,
             frame.width as i32,

@@ -215,7 +215,11 @@ mod tests {
         for (w, h) in [(320, 240), (640, 480), (1280, 720), (1920, 1080)] {
             let data = stamped(w, h, S);
             let pic = Picture::bgr(&data, w, h);
-            assert_eq!(read_stamp(&pic, Rect::full(w, h), false), Some(S), "{w}x{h}");
+            assert_eq!(
+                read_stamp(&pic, Rect::full(w, h), false),
+                Some(S),
+                "{w}x{h}"
+            );
         }
     }
 
@@ -271,9 +275,15 @@ mod tests {
     #[test]
     fn unstamped_pictures_read_as_none() {
         let data = vec![128u8; 640 * 480 * 3];
-        assert_eq!(read_stamp(&Picture::bgr(&data, 640, 480), Rect::full(640, 480), false), None);
+        assert_eq!(
+            read_stamp(&Picture::bgr(&data, 640, 480), Rect::full(640, 480), false),
+            None
+        );
         let white = vec![255u8; 640 * 480 * 3];
-        assert_eq!(read_stamp(&Picture::bgr(&white, 640, 480), Rect::full(640, 480), false), None);
+        assert_eq!(
+            read_stamp(&Picture::bgr(&white, 640, 480), Rect::full(640, 480), false),
+            None
+        );
     }
 
     #[test]
@@ -291,6 +301,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(read_stamp(&Picture::bgr(&data, w, h), Rect::full(w, h), false), None);
+        assert_eq!(
+            read_stamp(&Picture::bgr(&data, w, h), Rect::full(w, h), false),
+            None
+        );
     }
 }

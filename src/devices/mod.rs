@@ -1,0 +1,5 @@
+//! The only doors to the outside world: camera and window (audio comes next).
+
+pub mod camera;
+pub mod text;
+pub mod window;
