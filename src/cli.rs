@@ -76,7 +76,7 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let w: u32 = w.trim().parse().map_err(|_| bad())?;
     let h: u32 = h.trim().parse().map_err(|_| bad())?;
-    let ok = |v: u32| (160..=3840).contains(&v) && v % 2 == 0;
+    let ok = |v: u32| (160..=3840).contains(&v) && v.is_multiple_of(2);
     if ok(w) && ok(h) && h >= 120 {
         Ok((w, h))
     } else {

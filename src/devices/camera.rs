@@ -199,7 +199,7 @@ impl OpenCvSource {
         }
     }
 
-    fn to_frame(&mut self) -> opencv::Result<VideoFrame> {
+    fn convert_frame(&mut self) -> opencv::Result<VideoFrame> {
         let src = match self.raw.channels() {
             3 => &self.raw,
             4 => {
@@ -264,14 +264,14 @@ impl FrameSource for OpenCvSource {
                     let again = cap.read(&mut self.raw).unwrap_or(false);
                     if again && !self.raw.empty() {
                         return self
-                            .to_frame()
+                            .convert_frame()
                             .map_err(|e| CameraError::Read(e.to_string()));
                     }
                 }
             }
             return Err(CameraError::Read("no frame".into()));
         }
-        self.to_frame()
+        self.convert_frame()
             .map_err(|e| CameraError::Read(e.to_string()))
     }
 

@@ -70,7 +70,7 @@ pub fn new_encoder(codec: CodecId, quality: u8) -> Box<dyn VideoEncoder> {
 /// A decoder for `codec`, or `None` when this build cannot decode it.
 pub fn new_decoder(codec: CodecId) -> Option<Box<dyn VideoDecoder>> {
     match codec {
-        CodecId::Mjpeg => Some(Box::new(super::mjpeg::MjpegDecoder::default())),
+        CodecId::Mjpeg => Some(Box::new(super::mjpeg::MjpegDecoder)),
         CodecId::H264 => None,
     }
 }

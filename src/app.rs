@@ -1,0 +1,253 @@
+//! Builds the World and the Schedule (stages in tick order) and runs the tick loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::SingleThreadedExecutor;
+
+use crate::cli::{Options, UsageError};
+use crate::components::{
+    CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
+    Participant, Remote, VideoStream,
+};
+use crate::devices::camera::{
+    self, Camera, CameraError, CameraSource, OpenCvSource, PatternSource,
+};
+use crate::devices::window::{Window, WindowError};
+use crate::media::codec::new_encoder;
+use crate::net::{NetError, Transport};
+use crate::proto::{CodecId, Reassembler};
+use crate::session::{Session, SessionConfig};
+use crate::stats::{CallStats, StatsWriter};
+use crate::systems::capture::{capture, CameraDevice};
+use crate::systems::decode::{decode, Decoder};
+use crate::systems::encode::{encode, Encoder};
+use crate::systems::input::{input, StdinKeys};
+use crate::systems::network::{network, Network};
+use crate::systems::render::{
+    render, stats_line, write_stats, RenderSettings, RenderState, StatsOutput,
+};
+
+/// Time between ticks when nothing is waiting.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// Why the app could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad command-line input.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The socket.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The camera.
+    #[error(transparent)]
+    Camera(#[from] CameraError),
+    /// The window.
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// The stats file.
+    #[error("cannot write stats file {path}: {source}; give a writable path to --stats")]
+    Stats {
+        /// The path given.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    /// The process exit code: 2 for anything the user can fix on the command line.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Usage(_)
+            | AppError::Net(_)
+            | AppError::Camera(_)
+            | AppError::Stats { .. } => 2,
+            AppError::Window(_) => 2,
+        }
+    }
+}
+
+/// A call, ready to run.
+pub struct App {
+    world: World,
+    schedule: Schedule,
+    duration: Option<Duration>,
+}
+
+/// The address peers reach us at, for the status line.
+fn reachable_at(bound: SocketAddr) -> String {
+    let ip = if bound.ip().is_unspecified() {
+        if_addrs::get_if_addrs()
+            .ok()
+            .and_then(|ifs| {
+                ifs.into_iter()
+                    .map(|i| i.ip())
+                    .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            })
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        bound.ip()
+    };
+    SocketAddr::new(ip, bound.port()).to_string()
+}
+
+fn open_camera(opts: &Options) -> Result<Camera, CameraError> {
+    let (w, h) = opts.size;
+    let source = match &opts.camera {
+        Some(s) => CameraSource::parse(s),
+        None if camera::any_device_present() => CameraSource::Index(0),
+        None => {
+            eprintln!("prattle: no camera found: showing the built-in test pattern (choose a camera with --camera)");
+            CameraSource::Test
+        }
+    };
+    let start = |source: &CameraSource| -> Result<Camera, CameraError> {
+        let frames: Box<dyn camera::FrameSource> = match source {
+            CameraSource::Test => Box::new(PatternSource::new(w, h, opts.fps)),
+            other => Box::new(OpenCvSource::new(other.clone(), w, h, opts.fps)),
+        };
+        Camera::start(frames, source.describe())
+    };
+    match start(&source) {
+        Ok(c) => Ok(c),
+        Err(e) if opts.camera.is_none() => {
+            eprintln!("prattle: {e}; showing the built-in test pattern instead");
+            start(&CameraSource::Test)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl App {
+    /// Opens every device and builds the world.
+    pub fn build(opts: &Options) -> Result<Self, AppError> {
+        let dial = opts.peer_addr()?;
+        let bind = opts.bind_addr(dial);
+        let transport = Transport::bind(bind)?;
+        let bound = transport.local_addr().unwrap_or(bind);
+        let camera = open_camera(opts)?;
+        tracing::info!("camera: {}", camera.description());
+
+        let now = Instant::now();
+        let mut world = World::new();
+        let call = CallInfo {
+            state: if dial.is_some() {
+                crate::session::CallState::Dialing
+            } else {
+                crate::session::CallState::Waiting
+            },
+            peer: None,
+            dial,
+            reachable_at: reachable_at(bound),
+        };
+        if !opts.headless {
+            let title = crate::systems::render::title(&call);
+            world.insert_non_send(Window::open(&title, 1280, 720)?);
+        }
+        if let Some(path) = &opts.stats {
+            let writer = StatsWriter::create(path).map_err(|source| AppError::Stats {
+                path: path.display().to_string(),
+                source,
+            })?;
+            world.insert_resource(StatsOutput {
+                writer,
+                next: now + Duration::from_secs(1),
+            });
+        }
+        world.insert_resource(Clock { now, start: now });
+        world.insert_resource(Control::default());
+        world.insert_resource(call);
+        world.insert_resource(StdinKeys::spawn());
+        world.insert_resource(CameraDevice(camera));
+        world.insert_resource(Encoder::new(new_encoder(CodecId::Mjpeg, opts.quality)));
+        world.insert_resource(Decoder::default());
+        world.insert_resource(Network {
+            transport,
+            session: Session::new(rand::random(), dial, SessionConfig::default(), now),
+            reassembler: Reassembler::default(),
+        });
+        world.insert_resource(Outgoing::default());
+        world.insert_resource(Incoming::default());
+        world.insert_resource(KeyframeFeedback::default());
+        world.insert_resource(CallStats::default());
+        world.insert_resource(RenderSettings {
+            mirror: !opts.no_mirror,
+            idle_redraw: Duration::from_millis(250),
+        });
+        world.insert_resource(RenderState::default());
+        world.spawn((
+            Participant { name: "me".into() },
+            Local,
+            VideoStream::default(),
+        ));
+        world.spawn((
+            Participant {
+                name: "peer".into(),
+            },
+            Remote,
+            VideoStream::default(),
+        ));
+
+        let mut schedule = Schedule::default();
+        schedule.set_executor(SingleThreadedExecutor::new());
+        schedule
+            .add_systems((input, capture, encode, network, decode, render, write_stats).chain());
+        Ok(Self {
+            world,
+            schedule,
+            duration: opts.duration.map(Duration::from_secs_f64),
+        })
+    }
+
+    /// Runs ticks until the user quits or the duration is over.
+    pub fn run(mut self) -> Result<(), AppError> {
+        let start = Instant::now();
+        loop {
+            let now = Instant::now();
+            self.world.resource_mut::<Clock>().now = now;
+            if let Some(d) = self.duration {
+                if now.saturating_duration_since(start) >= d {
+                    self.world.resource_mut::<Control>().quit = true;
+                }
+            }
+            self.schedule.run(&mut self.world);
+            if self.world.resource::<Control>().quit {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+        self.final_stats();
+        Ok(())
+    }
+
+    fn final_stats(&mut self) {
+        let mut q = self
+            .world
+            .query_filtered::<(Has<CameraOff>, Has<Muted>), With<Local>>();
+        let local = q.iter(&self.world).next().unwrap_or_default();
+        let mut q = self
+            .world
+            .query_filtered::<(Has<CameraOff>, Has<Muted>), With<Remote>>();
+        let remote = q.iter(&self.world).next().unwrap_or_default();
+        let line = stats_line(
+            self.world.resource::<Clock>(),
+            self.world.resource::<CallInfo>(),
+            self.world.resource::<Network>(),
+            self.world.resource::<CallStats>(),
+            local,
+            remote,
+        );
+        if let Some(mut out) = self.world.get_resource_mut::<StatsOutput>() {
+            let _ = out.writer.write(&line);
+        }
+        tracing::info!(
+            shown = line.frames_shown,
+            p50 = ?line.latency_ms_p50_total,
+            p99 = ?line.latency_ms_p99_total,
+            "call ended"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! The ECS vocabulary: participants of the call and their streams, and the resources the
+//! stages hand to each other.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bevy_ecs::prelude::*;
+
+use crate::media::VideoFrame;
+use crate::proto::fragment::{CompleteFrame, FrameMeta};
+use crate::session::CallState;
+
+/// Someone in the call.
+#[derive(Component, Debug, Clone)]
+pub struct Participant {
+    /// How they are named on screen.
+    pub name: String,
+}
+
+/// The person at this machine.
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct Local;
+
+/// The person at the other end.
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct Remote;
+
+/// A participant's newest picture.
+#[derive(Component, Debug, Default)]
+pub struct VideoStream {
+    /// The picture to show.
+    pub frame: Option<VideoFrame>,
+    /// `frame` changed since the renderer last looked.
+    pub fresh: bool,
+    /// When `frame` last changed.
+    pub updated_at: Option<Instant>,
+}
+
+impl VideoStream {
+    /// Replaces the picture.
+    pub fn set(&mut self, frame: VideoFrame, now: Instant) {
+        self.frame = Some(frame);
+        self.fresh = true;
+        self.updated_at = Some(now);
+    }
+    /// Forgets the picture, so that nothing stale is shown.
+    pub fn clear(&mut self) {
+        self.frame = None;
+        self.fresh = true;
+        self.updated_at = None;
+    }
+}
+
+/// The participant's camera is off (or not delivering).
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct CameraOff;
+
+/// The participant's microphone is muted.
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct Muted;
+
+/// The time of this tick.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct Clock {
+    /// Now.
+    pub now: Instant,
+    /// When the app started.
+    pub start: Instant,
+}
+
+/// What the user asked for through keys.
+#[derive(Resource, Debug)]
+pub struct Control {
+    /// End the call and exit.
+    pub quit: bool,
+    /// The user wants the camera on.
+    pub camera_wanted: bool,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            quit: false,
+            camera_wanted: true,
+        }
+    }
+}
+
+/// Where the call stands, for every stage to read.
+#[derive(Resource, Debug, Clone)]
+pub struct CallInfo {
+    /// The session's state.
+    pub state: CallState,
+    /// The peer, in a call.
+    pub peer: Option<SocketAddr>,
+    /// Who we dial, if anyone.
+    pub dial: Option<SocketAddr>,
+    /// Where peers reach us, as shown to the user.
+    pub reachable_at: String,
+}
+
+/// Encoded frames waiting to be sent.
+#[derive(Resource, Debug, Default)]
+pub struct Outgoing {
+    /// In capture order.
+    pub frames: Vec<(FrameMeta, Vec<u8>)>,
+}
+
+/// Complete frames received and waiting to be decoded.
+#[derive(Resource, Debug, Default)]
+pub struct Incoming {
+    /// In frame order.
+    pub frames: Vec<CompleteFrame>,
+}
+
+/// Requests between the decoder and the encoder, carried by the network.
+#[derive(Resource, Debug, Default)]
+pub struct KeyframeFeedback {
+    /// The peer asked us for a keyframe.
+    pub send_keyframe: bool,
+    /// We could not decode this frame of the peer's and need a keyframe.
+    pub need_keyframe: Option<u32>,
+}

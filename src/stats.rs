@@ -1,0 +1,174 @@
+//! Call statistics: counters, a latency histogram, and the once-a-second JSON line.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use bevy_ecs::prelude::Resource;
+use serde::Serialize;
+
+/// Latency histogram: 100 µs bins up to 5 s.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bins: Vec<u32>,
+    count: u64,
+}
+
+const BIN_US: u64 = 100;
+const BINS: usize = 50_000;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            bins: vec![0; BINS],
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Adds one sample in microseconds (clamped to the last bin).
+    pub fn add(&mut self, us: u64) {
+        let i = ((us / BIN_US) as usize).min(BINS - 1);
+        self.bins[i] += 1;
+        self.count += 1;
+    }
+    /// Samples so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    /// The `p`-quantile (0–1) in milliseconds, at bin resolution; `None` when empty.
+    pub fn quantile_ms(&self, p: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let target = ((self.count as f64 * p).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0u64;
+        for (i, &n) in self.bins.iter().enumerate() {
+            seen += u64::from(n);
+            if seen >= target {
+                return Some(((i as u64 * BIN_US + BIN_US / 2) as f64) / 1000.0);
+            }
+        }
+        None
+    }
+    /// Empties it.
+    pub fn clear(&mut self) {
+        self.bins.iter_mut().for_each(|b| *b = 0);
+        self.count = 0;
+    }
+}
+
+/// Counters of the whole call.
+#[derive(Resource, Debug, Default)]
+pub struct CallStats {
+    /// Pictures taken from the camera.
+    pub frames_captured: u64,
+    /// Frames encoded and handed to the network.
+    pub frames_sent: u64,
+    /// Frames completely received.
+    pub frames_received: u64,
+    /// Remote frames decoded and shown.
+    pub frames_shown: u64,
+    /// Remote frames decoded with an error.
+    pub decode_errors: u64,
+    /// Datagrams that did not decode as messages.
+    pub datagrams_malformed: u64,
+    /// Media from someone not in the call.
+    pub media_outside_call: u64,
+    /// capture→shown latency of every shown frame.
+    pub latency_total: Histogram,
+    /// capture→shown latency since the last stats line.
+    pub latency_window: Histogram,
+    /// Frame number read from the stamp of the last shown remote picture.
+    pub last_remote_stamp: Option<u32>,
+    /// Shown remote pictures whose stamp could be read.
+    pub remote_stamps_read: u64,
+}
+
+/// One line of the stats file.
+#[derive(Debug, Serialize)]
+pub struct StatsLine {
+    /// Seconds since start.
+    pub t: f64,
+    /// Call state.
+    pub state: &'static str,
+    /// Peer address, in a call.
+    pub peer: Option<String>,
+    /// Our camera delivers.
+    pub camera_on: bool,
+    /// Our microphone is muted.
+    pub muted: bool,
+    /// The peer's camera delivers.
+    pub remote_camera_on: bool,
+    /// The peer's microphone is muted.
+    pub remote_muted: bool,
+    /// See [`CallStats`].
+    pub frames_captured: u64,
+    /// See [`CallStats`].
+    pub frames_sent: u64,
+    /// See [`CallStats`].
+    pub frames_received: u64,
+    /// See [`CallStats`].
+    pub frames_shown: u64,
+    /// Frames lost in reassembly (incomplete or late) or undecodable.
+    pub frames_dropped: u64,
+    /// Bytes sent on the socket.
+    pub bytes_sent: u64,
+    /// Bytes received on the socket (accepted datagrams).
+    pub bytes_received: u64,
+    /// Datagrams dropped: foreign sender, oversized, or malformed.
+    pub datagrams_dropped: u64,
+    /// capture→shown latency median over the last second, ms.
+    pub latency_ms_p50: Option<f64>,
+    /// capture→shown latency 99th percentile over the last second, ms.
+    pub latency_ms_p99: Option<f64>,
+    /// capture→shown latency median over the whole call, ms.
+    pub latency_ms_p50_total: Option<f64>,
+    /// capture→shown latency 99th percentile over the whole call, ms.
+    pub latency_ms_p99_total: Option<f64>,
+    /// Frame number stamped in the last shown remote picture (test pattern only).
+    pub remote_stamp: Option<u32>,
+}
+
+/// Appends stats lines to a file.
+#[derive(Debug)]
+pub struct StatsWriter {
+    out: BufWriter<File>,
+}
+
+impl StatsWriter {
+    /// Creates (truncates) the file.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            out: BufWriter::new(File::create(path)?),
+        })
+    }
+
+    /// Writes one line and flushes it, so that a reader sees whole lines.
+    pub fn write(&mut self, line: &StatsLine) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, line)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_a_known_distribution() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile_ms(0.5), None);
+        for ms in 1..=100u64 {
+            h.add(ms * 1000);
+        }
+        let p50 = h.quantile_ms(0.5).expect("some");
+        let p99 = h.quantile_ms(0.99).expect("some");
+        assert!((p50 - 50.0).abs() < 0.2, "{p50}");
+        assert!((p99 - 99.0).abs() < 0.2, "{p99}");
+        h.add(u64::MAX);
+        assert!(h.quantile_ms(1.0).expect("some") < 5001.0);
+    }
+}

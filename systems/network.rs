@@ -1,0 +1,169 @@
+//! Stage 4: the session and the socket. Frames out as fragments, control both ways,
+//! complete frames in, and the remote participant kept true to what the peer says.
+
+use std::time::Instant;
+
+use bevy_ecs::prelude::*;
+
+use crate::components::{
+    CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
+    Participant, Remote, VideoStream,
+};
+use crate::net::Transport;
+use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent};
+use crate::session::{CallState, MediaState, Session, SessionEvent};
+use crate::stats::CallStats;
+
+/// The call's session, transport and reassembly.
+#[derive(Resource, Debug)]
+pub struct Network {
+    /// laminar over our socket.
+    pub transport: Transport,
+    /// The call's state machine.
+    pub session: Session,
+    /// Joins video fragments.
+    pub reassembler: Reassembler,
+}
+
+impl Network {
+    /// Sends what the session wants sent.
+    fn flush_session(&mut self) {
+        while let Some(t) = self.session.poll_transmit() {
+            match t.msg.encode() {
+                Ok(bytes) => self.transport.send(t.to, bytes, true),
+                Err(e) => tracing::error!("control message not encodable: {e}"),
+            }
+        }
+    }
+
+    /// Reads everything that arrived; returns complete frames.
+    fn receive(&mut self, now: Instant, stats: &mut CallStats, incoming: &mut Incoming) {
+        while let Some((from, payload)) = self.transport.recv() {
+            let msg = match Message::decode(&payload) {
+                Ok(m) => m,
+                Err(e) => {
+                    stats.datagrams_malformed += 1;
+                    tracing::trace!(%from, "dropped datagram: {e}");
+                    continue;
+                }
+            };
+            match msg {
+                Message::Video(frag) => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    self.session.note_media_from(from, now);
+                    if let ReassemblyEvent::Complete(frame) = self.reassembler.push(frag, now) {
+                        stats.frames_received += 1;
+                        incoming.frames.push(frame);
+                    }
+                }
+                control => self.session.handle(from, &control, now),
+            }
+        }
+    }
+}
+
+/// Runs the network for one tick.
+#[allow(clippy::too_many_arguments)]
+pub fn network(
+    mut net: ResMut<Network>,
+    clock: Res<Clock>,
+    control: Res<Control>,
+    mut call: ResMut<CallInfo>,
+    mut outgoing: ResMut<Outgoing>,
+    mut incoming: ResMut<Incoming>,
+    mut feedback: ResMut<KeyframeFeedback>,
+    mut stats: ResMut<CallStats>,
+    local: Single<(Has<CameraOff>, Has<Muted>), With<Local>>,
+    mut remote: Single<(Entity, &mut VideoStream, &mut Participant), With<Remote>>,
+    mut commands: Commands,
+) {
+    let now = clock.now;
+    let net = &mut *net;
+    let (camera_off, muted) = *local;
+    net.session.set_local_media(
+        MediaState {
+            camera_on: !camera_off,
+            muted,
+        },
+        now,
+    );
+    if let Some(frame_id) = feedback.need_keyframe.take() {
+        net.session.request_keyframe(frame_id, now);
+    }
+    if control.quit {
+        net.session.hang_up(now);
+    }
+
+    // media out: only to the peer of a live call
+    let peer = net
+        .session
+        .peer_addr()
+        .filter(|_| net.session.state() == CallState::Connected);
+    for (meta, data) in outgoing.frames.drain(..) {
+        let Some(peer) = peer else { continue };
+        match fragment_frame(meta, &data) {
+            Ok(frags) => {
+                for f in frags {
+                    match Message::Video(f).encode() {
+                        Ok(bytes) => net.transport.send(peer, bytes, false),
+                        Err(e) => tracing::error!("fragment not encodable: {e}"),
+                    }
+                }
+                stats.frames_sent += 1;
+            }
+            Err(e) => tracing::warn!("frame of {} bytes not sent: {e}", data.len()),
+        }
+    }
+
+    net.session.handle_timeout(now);
+    net.flush_session();
+    net.transport.poll(now);
+    net.receive(now, &mut stats, &mut incoming);
+    // answer at once (accepts, state) rather than a tick later
+    net.session.handle_timeout(now);
+    net.flush_session();
+    net.transport.poll(now);
+    net.reassembler.expire(now);
+
+    let (entity, ref mut stream, ref mut participant) = *remote;
+    while let Some(event) = net.session.poll_event() {
+        tracing::info!(?event, "call");
+        match event {
+            SessionEvent::Connected(addr) => {
+                net.reassembler.reset();
+                participant.name = addr.to_string();
+                stream.clear();
+                commands.entity(entity).remove::<(CameraOff, Muted)>();
+                feedback.send_keyframe = true;
+            }
+            SessionEvent::Resumed => feedback.send_keyframe = true,
+            SessionEvent::PeerLeft | SessionEvent::Lost => stream.clear(),
+            SessionEvent::RemoteMedia(m) => {
+                if m.camera_on {
+                    commands.entity(entity).remove::<CameraOff>();
+                } else {
+                    commands.entity(entity).insert(CameraOff);
+                    stream.clear();
+                }
+                if m.muted {
+                    commands.entity(entity).insert(Muted);
+                } else {
+                    commands.entity(entity).remove::<Muted>();
+                }
+            }
+            SessionEvent::KeyframeRequested => feedback.send_keyframe = true,
+        }
+    }
+
+    let state = net.session.state();
+    let filter = match state {
+        CallState::Connected | CallState::Lost => net.session.peer_addr(),
+        _ => None,
+    };
+    net.transport.set_peer(filter);
+    call.state = state;
+    call.peer = net.session.peer_addr();
+}

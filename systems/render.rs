@@ -1,0 +1,244 @@
+//! Stage 6: both pictures on screen the moment they are decoded, with the call's status;
+//! then the numbers: shown frames, capture→shown latency, the stats line.
+
+use std::time::{Duration, Instant};
+
+use bevy_ecs::prelude::*;
+
+use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoStream};
+use crate::devices::window::{Overlay, PaneShow, Window};
+use crate::media::frame::unix_micros;
+use crate::media::stamp::{read_stamp, Picture, Rect};
+use crate::net::SocketCounters;
+use crate::session::CallState;
+use crate::stats::{CallStats, StatsLine, StatsWriter};
+use crate::systems::network::Network;
+
+/// How the window looks.
+#[derive(Resource, Debug, Clone)]
+pub struct RenderSettings {
+    /// Self-view as a mirror.
+    pub mirror: bool,
+    /// Redraw at least this often (overlays, window exposure).
+    pub idle_redraw: Duration,
+}
+
+/// What was drawn last, to redraw only on change.
+#[derive(Resource, Debug, Default)]
+pub struct RenderState {
+    last_draw: Option<Instant>,
+    last_overlay: Overlay,
+    last_title: String,
+}
+
+/// The window title for a call state.
+pub fn title(call: &CallInfo) -> String {
+    match (call.state, call.peer) {
+        (CallState::Connected, Some(p)) => format!("Prattle — call with {p}"),
+        (CallState::Lost, Some(p)) => format!("Prattle — reconnecting to {p}"),
+        _ => match call.dial {
+            Some(d) => format!("Prattle — calling {d}"),
+            None => format!("Prattle — waiting on {}", call.reachable_at),
+        },
+    }
+}
+
+/// The status banner for a call state.
+pub fn banner(call: &CallInfo, remote_has_video: bool, remote_camera_off: bool) -> Option<String> {
+    let waiting = match call.dial {
+        Some(d) => format!("calling {d}..."),
+        None => format!("waiting for a call on {}", call.reachable_at),
+    };
+    match call.state {
+        CallState::Waiting => Some(format!("Waiting for a call on {}", call.reachable_at)),
+        CallState::Dialing => Some(format!(
+            "Connecting to {}...",
+            call.dial.map(|d| d.to_string()).unwrap_or_default()
+        )),
+        CallState::PeerLeft => Some(format!("Peer left - {waiting}")),
+        CallState::Lost => Some("Connection lost - reconnecting...".into()),
+        CallState::Ended => Some("Call ended".into()),
+        CallState::Connected if !remote_has_video && !remote_camera_off => {
+            Some("Connected - waiting for video...".into())
+        }
+        CallState::Connected => None,
+    }
+}
+
+type StreamItem = (&'static mut VideoStream, Has<CameraOff>, Has<Muted>);
+
+/// Shows what is new; counts and times shown remote frames.
+#[allow(clippy::too_many_arguments)]
+pub fn render(
+    window: Option<NonSendMut<Window>>,
+    settings: Res<RenderSettings>,
+    mut state: ResMut<RenderState>,
+    call: Res<CallInfo>,
+    clock: Res<Clock>,
+    mut stats: ResMut<CallStats>,
+    mut local: Single<StreamItem, (With<Local>, Without<Remote>)>,
+    mut remote: Single<StreamItem, (With<Remote>, Without<Local>)>,
+) {
+    let (ref mut lstream, local_off, local_muted) = *local;
+    let (ref mut rstream, remote_off, remote_muted) = *remote;
+    let remote_new = rstream.fresh && rstream.frame.is_some();
+    let connected = call.state == CallState::Connected;
+
+    let remote_show = if connected && remote_off {
+        PaneShow::Placeholder
+    } else if connected && rstream.frame.is_some() {
+        PaneShow::Video
+    } else {
+        PaneShow::Blank
+    };
+    let local_show = if local_off {
+        PaneShow::Placeholder
+    } else if lstream.frame.is_some() {
+        PaneShow::Video
+    } else {
+        PaneShow::Blank
+    };
+    let overlay = Overlay {
+        banner: banner(&call, rstream.frame.is_some(), remote_off),
+        remote_label: connected
+            .then(|| match (remote_off, remote_muted) {
+                (true, true) => Some("camera off, muted".to_string()),
+                (true, false) => Some("camera off".to_string()),
+                (false, true) => Some("muted".to_string()),
+                (false, false) => None,
+            })
+            .flatten(),
+        local_label: match (local_off, local_muted) {
+            (true, true) => Some("camera off, muted".to_string()),
+            (true, false) => Some("camera off".to_string()),
+            (false, true) => Some("muted".to_string()),
+            (false, false) => None,
+        },
+    };
+
+    if let Some(mut w) = window {
+        let t = title(&call);
+        if t != state.last_title {
+            w.set_title(&t);
+            state.last_title = t;
+        }
+        let mut changed = overlay != state.last_overlay;
+        if rstream.fresh {
+            if let Some(f) = &rstream.frame {
+                if let Err(e) = w.upload_remote(f) {
+                    tracing::warn!("{e}");
+                }
+            }
+            changed = true;
+        }
+        if lstream.fresh {
+            if let Some(f) = &lstream.frame {
+                if let Err(e) = w.upload_local(f) {
+                    tracing::warn!("{e}");
+                }
+            }
+            changed = true;
+        }
+        let due = state
+            .last_draw
+            .is_none_or(|t| clock.now.saturating_duration_since(t) >= settings.idle_redraw);
+        if changed || due {
+            if let Err(e) = w.draw(remote_show, local_show, settings.mirror, &overlay) {
+                tracing::warn!("{e}");
+            }
+            state.last_draw = Some(clock.now);
+            state.last_overlay = overlay;
+        }
+    }
+
+    if remote_new && remote_show == PaneShow::Video {
+        if let Some(f) = &rstream.frame {
+            stats.frames_shown += 1;
+            let latency = unix_micros().saturating_sub(f.capture_us);
+            stats.latency_total.add(latency);
+            stats.latency_window.add(latency);
+            let pic = Picture::bgr(&f.data, f.width, f.height);
+            if let Some(s) = read_stamp(&pic, Rect::full(f.width, f.height), false) {
+                stats.last_remote_stamp = Some(s.frame_no);
+                stats.remote_stamps_read += 1;
+            }
+        }
+    }
+    rstream.fresh = false;
+    lstream.fresh = false;
+}
+
+/// Where the stats lines go.
+#[derive(Resource, Debug)]
+pub struct StatsOutput {
+    /// The file.
+    pub writer: StatsWriter,
+    /// When the next line is due.
+    pub next: Instant,
+}
+
+/// Builds the stats line for now.
+pub fn stats_line(
+    clock: &Clock,
+    call: &CallInfo,
+    net: &Network,
+    stats: &CallStats,
+    local: (bool, bool),
+    remote: (bool, bool),
+) -> StatsLine {
+    let s: SocketCounters = net.transport.counters();
+    let r = net.reassembler.stats();
+    StatsLine {
+        t: clock
+            .now
+            .saturating_duration_since(clock.start)
+            .as_secs_f64(),
+        state: call.state.name(),
+        peer: call.peer.map(|p| p.to_string()),
+        camera_on: !local.0,
+        muted: local.1,
+        remote_camera_on: !remote.0,
+        remote_muted: remote.1,
+        frames_captured: stats.frames_captured,
+        frames_sent: stats.frames_sent,
+        frames_received: stats.frames_received,
+        frames_shown: stats.frames_shown,
+        frames_dropped: r.abandoned + stats.decode_errors,
+        bytes_sent: s.bytes_out,
+        bytes_received: s.bytes_in,
+        datagrams_dropped: s.dropped_foreign
+            + s.dropped_oversized
+            + stats.datagrams_malformed
+            + stats.media_outside_call,
+        latency_ms_p50: stats.latency_window.quantile_ms(0.5),
+        latency_ms_p99: stats.latency_window.quantile_ms(0.99),
+        latency_ms_p50_total: stats.latency_total.quantile_ms(0.5),
+        latency_ms_p99_total: stats.latency_total.quantile_ms(0.99),
+        remote_stamp: stats.last_remote_stamp,
+    }
+}
+
+/// Writes a stats line once a second.
+#[allow(clippy::too_many_arguments)]
+pub fn write_stats(
+    out: Option<ResMut<StatsOutput>>,
+    control: Res<crate::components::Control>,
+    clock: Res<Clock>,
+    call: Res<CallInfo>,
+    net: Res<Network>,
+    mut stats: ResMut<CallStats>,
+    local: Single<(Has<CameraOff>, Has<Muted>), With<Local>>,
+    remote: Single<(Has<CameraOff>, Has<Muted>), With<Remote>>,
+) {
+    let Some(mut out) = out else { return };
+    // the last line is written by the app as it exits
+    if control.quit || clock.now < out.next {
+        return;
+    }
+    out.next += Duration::from_secs(1);
+    let line = stats_line(&clock, &call, &net, &stats, *local, *remote);
+    if let Err(e) = out.writer.write(&line) {
+        tracing::warn!("stats file: {e}");
+    }
+    stats.latency_window.clear();
+}
