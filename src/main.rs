@@ -7,8 +7,9 @@ use prattle::cli::Options;
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,prattle=info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,prattle=info,laminar=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -208,6 +208,7 @@ pub fn stats_line(
         bytes_received: s.bytes_in,
         datagrams_dropped: s.dropped_foreign
             + s.dropped_oversized
+            + s.dropped_malformed
             + stats.datagrams_malformed
             + stats.media_outside_call,
         latency_ms_p50: stats.latency_window.quantile_ms(0.5),

@@ -172,6 +172,8 @@ impl OpenCvSource {
     }
 
     fn open_capture(&self) -> opencv::Result<videoio::VideoCapture> {
+        // OpenCV logs every failed backend probe to stderr; we report failures ourselves
+        let _ = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_SILENT);
         match &self.source {
             CameraSource::Index(i) => {
                 let mut cap = videoio::VideoCapture::new(*i, videoio::CAP_ANY)?;
@@ -239,6 +241,12 @@ impl FrameSource for OpenCvSource {
             source_name: self.source.describe(),
             reason,
         };
+        if let CameraSource::Path(p) = &self.source {
+            let looks_like_file = !p.contains('!') && !p.contains("://");
+            if looks_like_file && !std::path::Path::new(p).exists() {
+                return Err(err("no such file".into()));
+            }
+        }
         let cap = self.open_capture().map_err(|e| err(e.to_string()))?;
         if !cap.is_opened().unwrap_or(false) {
             return Err(err("OpenCV could not open it".into()));

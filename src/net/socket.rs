@@ -17,6 +17,31 @@ pub const MAX_WIRE_DATAGRAM: usize = 1400;
 pub const MAX_READS_PER_POLL: usize = 4096;
 /// Kernel buffer size asked for in each direction.
 pub const KERNEL_BUFFER: usize = 4 << 20;
+/// laminar's standard header: protocol id (2), packet type, delivery, ordering.
+const LAMINAR_HEADER: usize = 5;
+/// The protocol version string laminar 0.5 hashes into the first two bytes of every packet.
+const LAMINAR_PROTOCOL: &[u8] = b"laminar-0.1.0";
+
+/// CRC-16/X-25, the checksum laminar uses for its protocol id.
+fn crc16_x25(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0xFFFF;
+    for &b in bytes {
+        crc ^= u16::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x8408
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The first two bytes of every datagram laminar 0.5 sends.
+pub fn laminar_protocol_id() -> [u8; 2] {
+    crc16_x25(LAMINAR_PROTOCOL).to_be_bytes()
+}
 
 /// What the socket saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +58,8 @@ pub struct SocketCounters {
     pub dropped_foreign: u64,
     /// Datagrams too large to be ours.
     pub dropped_oversized: u64,
+    /// Datagrams without laminar's header: not from a Prattle peer.
+    pub dropped_malformed: u64,
 }
 
 /// A non-blocking UDP socket with a peer filter, for laminar's `ConnectionManager`.
@@ -43,6 +70,7 @@ pub struct FilteredSocket {
     reads_left: usize,
     buf: Box<[u8; 2048]>,
     counters: SocketCounters,
+    protocol_id: [u8; 2],
 }
 
 impl FilteredSocket {
@@ -72,6 +100,7 @@ impl FilteredSocket {
             reads_left: MAX_READS_PER_POLL,
             buf: Box::new([0; 2048]),
             counters: SocketCounters::default(),
+            protocol_id: laminar_protocol_id(),
         })
     }
 
@@ -116,6 +145,10 @@ impl DatagramSocket for FilteredSocket {
                     continue;
                 }
             }
+            if n < LAMINAR_HEADER || self.buf[..2] != self.protocol_id {
+                self.counters.dropped_malformed += 1;
+                continue;
+            }
             self.counters.datagrams_in += 1;
             self.counters.bytes_in += n as u64;
             buffer[..n].copy_from_slice(&self.buf[..n]);
@@ -129,5 +162,53 @@ impl DatagramSocket for FilteredSocket {
 
     fn is_blocking_mode(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Transport;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn protocol_id_matches_what_laminar_sends() {
+        let sink = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sink.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut t = Transport::bind("127.0.0.1:0".parse().expect("literal")).expect("bind");
+        let to = sink.local_addr().expect("addr");
+        t.send(to, b"hello".to_vec(), false);
+        t.send(to, b"hello".to_vec(), true);
+        t.poll(Instant::now());
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let (n, _) = sink.recv_from(&mut buf).expect("laminar sent");
+            assert!(n >= LAMINAR_HEADER);
+            assert_eq!(buf[..2], laminar_protocol_id());
+        }
+    }
+
+    #[test]
+    fn strangers_junk_and_giants_are_counted_and_dropped() {
+        let mut t = Transport::bind("127.0.0.1:0".parse().expect("literal")).expect("bind");
+        let me = t.local_addr().expect("addr");
+        let peer = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let stranger = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut valid = laminar_protocol_id().to_vec();
+        valid.extend_from_slice(&[0, 0, 0, 1, 2, 3]);
+        stranger.send_to(b"junk", me).expect("send");
+        stranger.send_to(&vec![0u8; 3000], me).expect("send");
+        t.poll(Instant::now());
+        std::thread::sleep(Duration::from_millis(50));
+        t.poll(Instant::now());
+        let c = t.counters();
+        assert_eq!((c.dropped_malformed, c.dropped_oversized), (1, 1));
+        t.set_peer(Some(peer.local_addr().expect("addr")));
+        stranger.send_to(&valid, me).expect("send");
+        std::thread::sleep(Duration::from_millis(50));
+        t.poll(Instant::now());
+        assert_eq!(t.counters().dropped_foreign, 1);
+        assert_eq!(t.counters().datagrams_in, 0);
     }
 }

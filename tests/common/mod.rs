@@ -47,7 +47,7 @@ impl Peer {
             .arg(port.to_string())
             .arg("--stats")
             .arg(&stats)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,laminar=off")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"));
