@@ -1,0 +1,38 @@
+//! MJPEG encode and decode at 640×480 and 1280×720 (OpenCV / libjpeg-turbo).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prattle::media::mjpeg::{MjpegDecoder, MjpegEncoder};
+use prattle::media::pattern::TestPattern;
+use prattle::media::{VideoDecoder, VideoEncoder};
+
+fn codec(c: &mut Criterion) {
+    for (w, h) in [(640u32, 480u32), (1280, 720)] {
+        let frame = TestPattern::new(w, h).render(42, 1);
+        let mut enc = MjpegEncoder::new(75);
+        let jpeg = enc.encode(&frame, false).expect("encode");
+        let mut g = c.benchmark_group(format!("mjpeg_{w}x{h}"));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("encode_q75", |b| {
+            b.iter(|| black_box(enc.encode(black_box(&frame), false).expect("encode")))
+        });
+        let mut dec = MjpegDecoder;
+        g.bench_function("decode_q75", |b| {
+            b.iter(|| black_box(dec.decode(black_box(&jpeg.data)).expect("decode")))
+        });
+        g.bench_function("test_pattern", |b| {
+            let mut p = TestPattern::new(w, h);
+            let mut n = 0;
+            b.iter(|| {
+                n += 1;
+                black_box(p.render(n, 0))
+            })
+        });
+        g.finish();
+        eprintln!("mjpeg {w}x{h} q75: {} bytes per frame", jpeg.data.len());
+    }
+}
+
+criterion_group!(benches, codec);
+criterion_main!(benches);

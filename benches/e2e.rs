@@ -1,0 +1,132 @@
+//! End-to-end bench: two real headless peers on loopback with the stamped test pattern.
+//! Prints a markdown table of what arrived and how late. `cargo bench --bench e2e`;
+//! PRATTLE_BENCH_SECS sets the call length (default 10).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn ticks_per_sec() -> f64 {
+    100.0 // Linux USER_HZ
+}
+
+/// User+system CPU seconds of a running process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (get(11) + get(12)) / ticks_per_sec()
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(47_900)
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_prattle"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prattle")
+}
+
+fn last_line(path: &std::path::Path) -> Value {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .next_back()
+        .unwrap_or(Value::Null)
+}
+
+struct Row {
+    size: String,
+    sent: f64,
+    shown: f64,
+    p50: f64,
+    p99: f64,
+    mbit: f64,
+    cpu_a: f64,
+    cpu_b: f64,
+}
+
+fn run(size: &str, secs: f64) -> Row {
+    let dir = std::env::temp_dir().join(format!("prattle-e2e-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let (pa, pb) = (free_port(), free_port());
+    let (sa, sb) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    let common = |port: u16, stats: &std::path::Path, d: f64| {
+        vec![
+            "--headless".into(),
+            "--camera".into(),
+            "test".into(),
+            "--size".into(),
+            size.into(),
+            "--port".into(),
+            port.to_string(),
+            "--stats".into(),
+            stats.display().to_string(),
+            "--duration".into(),
+            format!("{d}"),
+        ]
+    };
+    let mut a = spawn(&common(pa, &sa, secs + 1.5));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args_b = common(pb, &sb, secs);
+    args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pa}")]);
+    let start = Instant::now();
+    let mut b = spawn(&args_b);
+    std::thread::sleep(Duration::from_secs_f64(secs - 0.3));
+    let wall = start.elapsed().as_secs_f64();
+    let (cpu_a, cpu_b) = (cpu_secs(a.id()), cpu_secs(b.id()));
+    let _ = b.wait();
+    let _ = a.wait();
+    let (la, lb) = (last_line(&sa), last_line(&sb));
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    Row {
+        size: size.into(),
+        sent: n(&lb, "frames_sent"),
+        shown: n(&la, "frames_shown"),
+        p50: n(&la, "latency_ms_p50_total"),
+        p99: n(&la, "latency_ms_p99_total"),
+        mbit: n(&lb, "bytes_sent") * 8.0 / secs / 1e6,
+        cpu_a: 100.0 * cpu_a / wall,
+        cpu_b: 100.0 * cpu_b / wall,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e: a benchmark; run it with `cargo bench --bench e2e`");
+        return;
+    }
+    let secs: f64 = std::env::var("PRATTLE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
+    println!("Two headless peers on loopback, MJPEG q75, 30 fps, {secs} s per row; B→A direction.\n");
+    println!("| size | frames sent | shown | capture→shown p50 | p99 | Mbit/s | CPU A | CPU B |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for size in ["640x480", "1280x720"] {
+        let r = run(size, secs);
+        println!(
+            "| {} | {:.0} | {:.1} % | {:.1} ms | {:.1} ms | {:.2} | {:.0} % | {:.0} % |",
+            r.size,
+            r.sent,
+            100.0 * r.shown / r.sent.max(1.0),
+            r.p50,
+            r.p99,
+            r.mbit,
+            r.cpu_a,
+            r.cpu_b
+        );
+    }
+}
