@@ -112,7 +112,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    println!("Two headless peers on loopback, MJPEG q75, 30 fps, {secs} s per row; B→A direction.\n");
+    println!(
+        "Two headless peers on loopback, MJPEG q75, 30 fps, {secs} s per row; B→A direction.\n"
+    );
     println!("| size | frames sent | shown | capture→shown p50 | p99 | Mbit/s | CPU A | CPU B |");
     println!("|---|---|---|---|---|---|---|---|");
     for size in ["640x480", "1280x720"] {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use opencv::core::{Mat, Size, Vec3b};
 use opencv::prelude::VideoWriterTrait;
 use opencv::videoio::VideoWriter;
-use prattle::devices::camera::{Camera, CameraError, CameraSource, CameraStatus, FrameSource, OpenCvSource};
+use prattle::devices::camera::{
+    Camera, CameraError, CameraSource, CameraStatus, FrameSource, OpenCvSource,
+};
 use prattle::media::pattern::TestPattern;
 use prattle::media::stamp::{read_stamp, Picture, Rect};
 use prattle::media::VideoFrame;
@@ -30,7 +32,12 @@ fn a_video_file_plays_and_loops_at_the_requested_size() {
     let dir = common::scratch("clip");
     let clip = dir.join("clip.avi");
     write_clip(&clip, 10);
-    let mut src = OpenCvSource::new(CameraSource::Path(clip.display().to_string()), 320, 240, 100);
+    let mut src = OpenCvSource::new(
+        CameraSource::Path(clip.display().to_string()),
+        320,
+        240,
+        100,
+    );
     src.open().expect("opens the clip");
     let mut stamps = Vec::new();
     for _ in 0..25 {
@@ -41,15 +48,22 @@ fn a_video_file_plays_and_loops_at_the_requested_size() {
             stamps.push(s.frame_no);
         }
     }
-    assert!(stamps.len() >= 20, "stamps survive JPEG and resizing: {stamps:?}");
-    assert!(stamps.windows(2).any(|w| w[1] < w[0]), "the clip looped: {stamps:?}");
+    assert!(
+        stamps.len() >= 20,
+        "stamps survive JPEG and resizing: {stamps:?}"
+    );
+    assert!(
+        stamps.windows(2).any(|w| w[1] < w[0]),
+        "the clip looped: {stamps:?}"
+    );
 }
 
 #[test]
 fn a_gstreamer_pipeline_delivers_frames() {
     let pipeline = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! videoconvert ! appsink";
     let mut src = OpenCvSource::new(CameraSource::parse(pipeline), 640, 480, 30);
-    src.open().expect("GStreamer backend opens videotestsrc (scripts/setup installs it)");
+    src.open()
+        .expect("GStreamer backend opens videotestsrc (scripts/setup installs it)");
     let first = src.read().expect("frame");
     let mut last = first.clone();
     for _ in 0..5 {
@@ -83,7 +97,8 @@ impl FrameSource for Flaky {
 
 #[test]
 fn a_camera_that_fails_mid_call_is_retried_not_fatal() {
-    let cam = Camera::start(Box::new(Flaky { reads: 0, opens: 0 }), "flaky".into()).expect("starts");
+    let cam =
+        Camera::start(Box::new(Flaky { reads: 0, opens: 0 }), "flaky".into()).expect("starts");
     let end = Instant::now() + Duration::from_secs(10);
     let mut saw_failed = false;
     let mut frames_after = 0;
@@ -109,8 +124,20 @@ fn a_file_source_carries_a_call() {
     let clip = clip.display().to_string();
     let (pa, pb) = (common::free_port(), common::free_port());
     let to_a = format!("127.0.0.1:{pa}");
-    let a = common::Peer::start(&dir, "a", pa, &["--headless", "--camera", "test", "--duration", "20"], &[]);
-    let _b = common::Peer::start(&dir, "b", pb, &["--headless", "--camera", &clip, "--peer", &to_a], &[]);
+    let a = common::Peer::start(
+        &dir,
+        "a",
+        pa,
+        &["--headless", "--camera", "test", "--duration", "20"],
+        &[],
+    );
+    let _b = common::Peer::start(
+        &dir,
+        "b",
+        pb,
+        &["--headless", "--camera", &clip, "--peer", &to_a],
+        &[],
+    );
     a.wait_for(Duration::from_secs(10), "video from the file", |l| {
         common::num(l, "frames_shown") > 30.0 && l["remote_stamp"].is_u64()
     });
