@@ -11,15 +11,21 @@ use crate::components::{
     CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
     Participant, Remote, VideoStream,
 };
+use crate::devices::audio::{MicSource, SpeakerSink, RATE};
 use crate::devices::camera::{
     self, Camera, CameraError, CameraSource, OpenCvSource, PatternSource,
 };
 use crate::devices::window::{Window, WindowError};
 use crate::media::codec::new_encoder;
+use crate::media::opus_codec::FRAME_SAMPLES;
 use crate::net::{NetError, Transport};
 use crate::proto::{CodecId, Reassembler};
 use crate::session::{Session, SessionConfig};
 use crate::stats::{CallStats, StatsWriter};
+use crate::systems::audio::{
+    capture_audio, encode_audio, play_audio, AudioDevices, AudioReceiver, AudioSender,
+    CapturedAudio, IncomingAudio, OutgoingAudio,
+};
 use crate::systems::capture::{capture, CameraDevice};
 use crate::systems::decode::{decode, Decoder};
 use crate::systems::encode::{encode, Encoder};
@@ -68,6 +74,25 @@ impl AppError {
             AppError::Window(_) => 2,
         }
     }
+}
+
+/// Audio devices and the camera indices that open, one per line.
+pub fn list_devices() -> Vec<String> {
+    let mut out = crate::devices::audio::list_devices();
+    out.push("cameras that open:".into());
+    let found: Vec<String> = (0..10)
+        .filter(|i| std::path::Path::new(&format!("/dev/video{i}")).exists())
+        .filter(|i| {
+            let mut s = OpenCvSource::new(CameraSource::Index(*i), 640, 480, 30);
+            camera::FrameSource::open(&mut s).is_ok()
+        })
+        .map(|i| format!("  camera      {i}"))
+        .collect();
+    if found.is_empty() {
+        out.push("  none (use --camera test, a video file, or a GStreamer pipeline)".into());
+    }
+    out.extend(found);
+    out
 }
 
 /// A call, ready to run.
@@ -178,6 +203,16 @@ impl App {
             idle_redraw: Duration::from_millis(250),
         });
         world.insert_resource(RenderState::default());
+        world.insert_resource(CapturedAudio::default());
+        world.insert_resource(OutgoingAudio::default());
+        world.insert_resource(IncomingAudio::default());
+        let mic = opts.mic.clone().unwrap_or(MicSource::Default);
+        let speaker = opts.speaker.clone().unwrap_or(SpeakerSink::Default);
+        world.insert_non_send(AudioDevices::open(mic, speaker, opts.audio_buffer_ms, now));
+        world.insert_non_send(AudioSender::new(opts.audio_bitrate));
+        // play out a frame when the speaker holds less than half a frame plus one device buffer
+        let low_water = FRAME_SAMPLES / 2 + (RATE * opts.audio_buffer_ms / 1000) as usize;
+        world.insert_non_send(AudioReceiver::new(low_water));
         world.spawn((
             Participant { name: "me".into() },
             Local,
@@ -193,8 +228,18 @@ impl App {
 
         let mut schedule = Schedule::default();
         schedule.set_executor(SingleThreadedExecutor::new());
-        schedule
-            .add_systems((input, capture, encode, network, decode, render, write_stats).chain());
+        schedule.add_systems(
+            (
+                input,
+                (capture, capture_audio),
+                (encode, encode_audio),
+                network,
+                (decode, play_audio),
+                render,
+                write_stats,
+            )
+                .chain(),
+        );
         Ok(Self {
             world,
             schedule,

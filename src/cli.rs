@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::devices::audio::{MicSource, SpeakerSink};
+
 /// The port a call uses when none is given.
 pub const DEFAULT_PORT: u16 = 47800;
 
@@ -56,6 +58,26 @@ pub struct Options {
     /// Write one JSON object per second of call statistics to this file.
     #[arg(long, value_name = "PATH")]
     pub stats: Option<PathBuf>,
+
+    /// Microphone: a device name or id (see --list-devices), `tone[:HZ]`, a WAV file, or `none`.
+    #[arg(long, value_name = "NAME", value_parser = MicSource::parse)]
+    pub mic: Option<MicSource>,
+
+    /// Speaker: a device name or id (see --list-devices), a WAV file to record into, or `none`.
+    #[arg(long, value_name = "NAME", value_parser = SpeakerSink::parse)]
+    pub speaker: Option<SpeakerSink>,
+
+    /// Opus bitrate in bit/s.
+    #[arg(long, default_value_t = 32_000, value_parser = clap::value_parser!(i32).range(6_000..=256_000))]
+    pub audio_bitrate: i32,
+
+    /// Sound device buffer in milliseconds (smaller: less delay, more risk of dropouts).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=200))]
+    pub audio_buffer_ms: u32,
+
+    /// Print the audio devices and the camera indices that open, then exit.
+    #[arg(long)]
+    pub list_devices: bool,
 }
 
 /// A problem with the command line that the user can fix.

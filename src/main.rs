@@ -8,7 +8,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,prattle=info,laminar=off")
+                tracing_subscriber::EnvFilter::new("warn,prattle=info,laminar=off,pulseaudio=off")
             }),
         )
         .with_writer(std::io::stderr)
@@ -32,6 +32,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if opts.list_devices {
+        for line in prattle::app::list_devices() {
+            println!("{line}");
+        }
+        return;
+    }
     let result = App::build(&opts).and_then(App::run);
     if let Err(e) = result {
         eprintln!("prattle: {e}");

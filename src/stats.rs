@@ -84,6 +84,28 @@ pub struct CallStats {
     pub last_remote_stamp: Option<u32>,
     /// Shown remote pictures whose stamp could be read.
     pub remote_stamps_read: u64,
+    /// Audio packets sent.
+    pub audio_sent: u64,
+    /// Audio packets received from the peer.
+    pub audio_received: u64,
+    /// Audio packets never received in time.
+    pub audio_lost: u64,
+    /// Missing packets rebuilt from the next packet's forward error correction.
+    pub audio_recovered_fec: u64,
+    /// Missing packets concealed (PLC).
+    pub audio_concealed: u64,
+    /// Audio packets dropped as late, duplicate or overflowing.
+    pub audio_late: u64,
+    /// Audio waiting in the jitter buffer, ms.
+    pub jitter_delay_ms: f64,
+    /// Speaker callbacks that ran out of samples.
+    pub speaker_underruns: u64,
+    /// Samples the speaker has taken so far.
+    pub speaker_samples: u64,
+    /// Audio waiting in the speaker's ring, ms.
+    pub speaker_buffered_ms: f64,
+    /// Estimated mouth-to-ear delay on our side (frame, jitter buffer, rings, devices), ms.
+    pub mic_to_speaker_ms: Option<f64>,
 }
 
 /// One line of the stats file.
@@ -129,6 +151,30 @@ pub struct StatsLine {
     pub latency_ms_p99_total: Option<f64>,
     /// Frame number stamped in the last shown remote picture (test pattern only).
     pub remote_stamp: Option<u32>,
+    /// See [`CallStats`].
+    pub audio_sent: u64,
+    /// See [`CallStats`].
+    pub audio_received: u64,
+    /// See [`CallStats`].
+    pub audio_lost: u64,
+    /// See [`CallStats`].
+    pub audio_recovered_fec: u64,
+    /// See [`CallStats`].
+    pub audio_concealed: u64,
+    /// See [`CallStats`].
+    pub audio_late: u64,
+    /// See [`CallStats`].
+    pub jitter_delay_ms: f64,
+    /// See [`CallStats`].
+    pub speaker_underruns: u64,
+    /// See [`CallStats`].
+    pub speaker_samples: u64,
+    /// See [`CallStats`].
+    pub speaker_buffered_ms: f64,
+    /// See [`CallStats`].
+    pub mic_to_speaker_ms: Option<f64>,
+    /// How much later the peer's sound is heard than its picture is seen, ms (negative: sound first).
+    pub av_offset_ms: Option<f64>,
 }
 
 /// Appends stats lines to a file.

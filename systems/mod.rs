@@ -1,5 +1,6 @@
 //! The ECS systems, one file per stage, in tick order.
 
+pub mod audio;
 pub mod capture;
 pub mod decode;
 pub mod encode;

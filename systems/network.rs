@@ -13,6 +13,7 @@ use crate::net::Transport;
 use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent};
 use crate::session::{CallState, MediaState, Session, SessionEvent};
 use crate::stats::CallStats;
+use crate::systems::audio::{IncomingAudio, OutgoingAudio};
 
 /// The call's session, transport and reassembly.
 #[derive(Resource, Debug)]
@@ -36,8 +37,14 @@ impl Network {
         }
     }
 
-    /// Reads everything that arrived; returns complete frames.
-    fn receive(&mut self, now: Instant, stats: &mut CallStats, incoming: &mut Incoming) {
+    /// Reads everything that arrived; complete frames and audio packets go to the decoders.
+    fn receive(
+        &mut self,
+        now: Instant,
+        stats: &mut CallStats,
+        incoming: &mut Incoming,
+        audio: &mut IncomingAudio,
+    ) {
         while let Some((from, payload)) = self.transport.recv() {
             let msg = match Message::decode(&payload) {
                 Ok(m) => m,
@@ -59,6 +66,17 @@ impl Network {
                         incoming.frames.push(frame);
                     }
                 }
+                Message::Audio(a) => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    self.session.note_media_from(from, now);
+                    // bounded: the decode stage drains this every tick
+                    if audio.packets.len() < 256 {
+                        audio.packets.push((a, now));
+                    }
+                }
                 control => self.session.handle(from, &control, now),
             }
         }
@@ -74,6 +92,8 @@ pub fn network(
     mut call: ResMut<CallInfo>,
     mut outgoing: ResMut<Outgoing>,
     mut incoming: ResMut<Incoming>,
+    mut outgoing_audio: ResMut<OutgoingAudio>,
+    mut incoming_audio: ResMut<IncomingAudio>,
     mut feedback: ResMut<KeyframeFeedback>,
     mut stats: ResMut<CallStats>,
     local: Single<(Has<CameraOff>, Has<Muted>), With<Local>>,
@@ -118,10 +138,21 @@ pub fn network(
         }
     }
 
+    for a in outgoing_audio.packets.drain(..) {
+        let Some(peer) = peer else { continue };
+        match Message::Audio(a).encode() {
+            Ok(bytes) => {
+                net.transport.send(peer, bytes, false);
+                stats.audio_sent += 1;
+            }
+            Err(e) => tracing::warn!("audio packet not sent: {e}"),
+        }
+    }
+
     net.session.handle_timeout(now);
     net.flush_session();
     net.transport.poll(now);
-    net.receive(now, &mut stats, &mut incoming);
+    net.receive(now, &mut stats, &mut incoming, &mut incoming_audio);
     // answer at once (accepts, state) rather than a tick later
     net.session.handle_timeout(now);
     net.flush_session();

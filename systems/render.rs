@@ -216,6 +216,21 @@ pub fn stats_line(
         latency_ms_p50_total: stats.latency_total.quantile_ms(0.5),
         latency_ms_p99_total: stats.latency_total.quantile_ms(0.99),
         remote_stamp: stats.last_remote_stamp,
+        audio_sent: stats.audio_sent,
+        audio_received: stats.audio_received,
+        audio_lost: stats.audio_lost,
+        audio_recovered_fec: stats.audio_recovered_fec,
+        audio_concealed: stats.audio_concealed,
+        audio_late: stats.audio_late,
+        jitter_delay_ms: stats.jitter_delay_ms,
+        speaker_underruns: stats.speaker_underruns,
+        speaker_samples: stats.speaker_samples,
+        speaker_buffered_ms: stats.speaker_buffered_ms,
+        mic_to_speaker_ms: stats.mic_to_speaker_ms,
+        av_offset_ms: stats
+            .mic_to_speaker_ms
+            .zip(stats.latency_total.quantile_ms(0.5))
+            .map(|(a, v)| a - v),
     }
 }
 

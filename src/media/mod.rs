@@ -2,7 +2,9 @@
 
 pub mod codec;
 pub mod frame;
+pub mod jitter;
 pub mod mjpeg;
+pub mod opus_codec;
 pub mod pattern;
 pub mod stamp;
 

@@ -28,6 +28,10 @@ const KIND_STATE: u8 = 3;
 const KIND_BYE: u8 = 4;
 const KIND_KEYFRAME_REQUEST: u8 = 5;
 const KIND_VIDEO: u8 = 6;
+const KIND_AUDIO: u8 = 7;
+
+/// Largest encoded audio frame we carry (Opus at 510 kbit/s for 20 ms is 1275; we use far less).
+pub const MAX_AUDIO_PAYLOAD: usize = 1000;
 
 const FLAG_CAMERA_ON: u8 = 1;
 const FLAG_MUTED: u8 = 2;
@@ -125,6 +129,21 @@ pub enum Message {
     },
     /// A piece of a video frame.
     Video(VideoFragment),
+    /// One encoded audio frame.
+    Audio(AudioFrame),
+}
+
+/// One encoded audio frame, sent unreliably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFrame {
+    /// Packet counter of the sender, wrapping.
+    pub seq: u32,
+    /// Media time of the first sample, in 48 kHz samples, wrapping.
+    pub timestamp: u32,
+    /// Capture time, microseconds since the UNIX epoch on the sender's clock.
+    pub capture_us: u64,
+    /// The Opus packet.
+    pub payload: Vec<u8>,
 }
 
 impl Message {
@@ -164,6 +183,16 @@ impl Message {
                 w.u8(KIND_KEYFRAME_REQUEST);
                 w.u64(*from);
                 w.u32(*frame_id);
+            }
+            Message::Audio(a) => {
+                if a.payload.is_empty() || a.payload.len() > MAX_AUDIO_PAYLOAD {
+                    return Err(ProtoError::Invalid("audio payload size"));
+                }
+                w.u8(KIND_AUDIO);
+                w.u32(a.seq);
+                w.u32(a.timestamp);
+                w.u64(a.capture_us);
+                w.bytes(&a.payload);
             }
             Message::Video(v) => {
                 validate_video(v)?;
@@ -250,6 +279,21 @@ impl Message {
                 validate_video(&v)?;
                 Message::Video(v)
             }
+            KIND_AUDIO => {
+                let seq = r.u32()?;
+                let timestamp = r.u32()?;
+                let capture_us = r.u64()?;
+                let payload = r.rest().to_vec();
+                if payload.is_empty() || payload.len() > MAX_AUDIO_PAYLOAD {
+                    return Err(ProtoError::Invalid("audio payload size"));
+                }
+                Message::Audio(AudioFrame {
+                    seq,
+                    timestamp,
+                    capture_us,
+                    payload,
+                })
+            }
             other => return Err(ProtoError::UnknownKind(other)),
         };
         r.expect_end()?;
@@ -264,7 +308,7 @@ impl Message {
             | Message::Bye { from }
             | Message::KeyframeRequest { from, .. } => Some(*from),
             Message::State(s) => Some(s.from),
-            Message::Video(_) => None,
+            Message::Video(_) | Message::Audio(_) => None,
         }
     }
 }
@@ -325,6 +369,12 @@ mod tests {
                 frame_id: 9,
             },
             Message::Video(fragment()),
+            Message::Audio(AudioFrame {
+                seq: 1,
+                timestamp: 960,
+                capture_us: 5,
+                payload: vec![0xF8; 60],
+            }),
         ]
     }
 
@@ -341,8 +391,8 @@ mod tests {
         for m in all_messages() {
             let bytes = m.encode().expect("encode");
             for n in 0..bytes.len() {
-                if let Message::Video(_) = m {
-                    if n > VIDEO_HEADER_LEN {
+                if let Message::Video(_) | Message::Audio(_) = m {
+                    if n > VIDEO_HEADER_LEN || (matches!(m, Message::Audio(_)) && n > 20) {
                         // a shorter payload is still a valid fragment
                         continue;
                     }

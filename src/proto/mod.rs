@@ -5,7 +5,7 @@ pub mod message;
 pub mod wire;
 
 pub use fragment::{fragment_frame, Reassembler, ReassemblyEvent};
-pub use message::{CodecId, Message, StateSnapshot, VideoFragment};
+pub use message::{AudioFrame, CodecId, Message, StateSnapshot, VideoFragment};
 
 /// Why a received datagram was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -216,3 +216,194 @@ impl Drop for Xvfb {
         let _ = self.child.wait();
     }
 }
+
+/// A private PulseAudio server with four null sinks: micA, spkA, micB, spkB. Peer A's
+/// microphone is `micA.monitor`, its speaker `spkA`; the same for B.
+pub struct Pulse {
+    dir: PathBuf,
+}
+
+impl Pulse {
+    /// Starts the daemon in its own runtime directory.
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "prattle-pulse-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ (fastrand_seed() as u128)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("pulse runtime dir");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        }
+        let mut args = vec![
+            "--daemonize=yes".to_string(),
+            "--exit-idle-time=-1".into(),
+            "--system=false".into(),
+            "-n".into(),
+            "--load=module-native-protocol-unix".into(),
+        ];
+        for s in ["micA", "spkA", "micB", "spkB"] {
+            args.push(format!(
+                "--load=module-null-sink sink_name={s} rate=48000 channels=1"
+            ));
+        }
+        args.push("--load=module-always-sink".into());
+        let st = Command::new("pulseaudio")
+            .args(&args)
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env("HOME", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("pulseaudio is installed by scripts/setup");
+        assert!(st.success(), "pulseaudio failed to start");
+        let socket = dir.join("pulse/native");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < end, "pulseaudio socket never appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { dir }
+    }
+
+    /// Environment for a process that should use this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("XDG_RUNTIME_DIR".into(), self.dir.display().to_string()),
+            (
+                "PULSE_SERVER".into(),
+                format!("unix:{}", self.dir.join("pulse/native").display()),
+            ),
+            ("HOME".into(), self.dir.display().to_string()),
+        ]
+    }
+
+    /// A command bound to this server.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Plays raw 48 kHz mono s16le `samples` into `sink` (a virtual microphone) in real time.
+    pub fn play(&self, sink: &str, samples: Vec<i16>) -> Child {
+        let mut child = self
+            .command("pacat")
+            .args([
+                "--playback",
+                &format!("--device={sink}"),
+                "--raw",
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=10",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pacat");
+        let mut stdin = child.stdin.take().expect("pacat stdin");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let _ = stdin.write_all(&bytes);
+        });
+        child
+    }
+
+    /// Records raw 48 kHz mono s16le from `source` (a speaker's monitor) into a file.
+    pub fn record(&self, source: &str, path: &Path) -> Child {
+        self.command("parec")
+            .args([
+                &format!("--device={source}"),
+                "--raw",
+                "--format=s16le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=10",
+            ])
+            .stdout(fs::File::create(path).expect("recording file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("parec")
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.command("pulseaudio").arg("--kill").status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fastrand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Reads a raw s16le recording.
+pub fn read_raw(path: &Path) -> Vec<i16> {
+    fs::read(path)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// A sine of `hz` at amplitude `amp` (0–1) lasting `secs`.
+pub fn sine(hz: f64, amp: f64, secs: f64) -> Vec<i16> {
+    (0..(48_000.0 * secs) as usize)
+        .map(|i| {
+            ((i as f64 * 2.0 * std::f64::consts::PI * hz / 48_000.0).sin() * amp * 32767.0) as i16
+        })
+        .collect()
+}
+
+/// Power of `hz` in `x` (Goertzel), normalised per sample.
+pub fn tone_power(x: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 48_000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) / 32768.0 + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let p = s1 * s1 + s2 * s2 - c * s1 * s2;
+    2.0 * p / (x.len().max(1) as f64).powi(2)
+}
+
+/// Mean power of `x`.
+pub fn power(x: &[i16]) -> f64 {
+    x.iter()
+        .map(|&v| (f64::from(v) / 32768.0).powi(2))
+        .sum::<f64>()
+        / x.len().max(1) as f64
+}
+
+/// Signal-to-noise ratio of the `hz` tone in `x`, dB: the median over 100 ms windows, so that
+/// a phase jump where the jitter buffer skipped or inserted a frame counts once, not over the
+/// whole recording.
+pub fn tone_snr_db(x: &[i16], hz: f64) -> f64 {
+    let mut snrs: Vec<f64> = x
+        .chunks_exact(4_800)
+        .map(|w| {
+            let tone = tone_power(w, hz);
+            let noise = (power(w) - tone).max(1e-12);
+            10.0 * (tone / noise).log10()
+        })
+        .collect();
+    if snrs.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    snrs.sort_by(f64::total_cmp);
+    snrs[snrs.len() / 2]
+}

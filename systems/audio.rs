@@ -1,0 +1,374 @@
+//! The audio path through the stages: microphone frames (capture), Opus (encode), the
+//! jitter buffer and the speaker (decode). The network stage carries the packets.
+//!
+//! The playout clock is the speaker: a frame is taken from the jitter buffer only when the
+//! speaker's ring runs low, so the two sound cards' drift is absorbed by the jitter buffer.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bevy_ecs::prelude::*;
+
+use crate::components::{CallInfo, Clock, Local, Muted, Remote};
+use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerSink, RATE};
+use crate::media::frame::unix_micros;
+use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
+use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_SAMPLES};
+use crate::proto::AudioFrame;
+use crate::session::CallState;
+use crate::stats::CallStats;
+
+/// How often a missing or failed sound device is retried.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// The sound devices, reopened when they fail.
+pub struct AudioDevices {
+    /// The microphone, if one is open.
+    pub mic: Option<Microphone>,
+    /// The speaker, if one is open.
+    pub speaker: Option<Speaker>,
+    mic_src: MicSource,
+    speaker_sink: SpeakerSink,
+    buffer_ms: u32,
+    next_retry: Instant,
+    warned: bool,
+}
+
+impl AudioDevices {
+    /// Opens both; a device that is missing is reported once and retried later.
+    pub fn open(
+        mic_src: MicSource,
+        speaker_sink: SpeakerSink,
+        buffer_ms: u32,
+        now: Instant,
+    ) -> Self {
+        let mut d = Self {
+            mic: None,
+            speaker: None,
+            mic_src,
+            speaker_sink,
+            buffer_ms,
+            next_retry: now,
+            warned: false,
+        };
+        d.reopen(now);
+        d
+    }
+
+    fn reopen(&mut self, now: Instant) {
+        self.next_retry = now + RETRY;
+        let needs = (self.mic.is_none() && self.mic_src.needs_sound_system())
+            || (self.speaker.is_none() && self.speaker_sink.needs_sound_system());
+        if needs && !crate::devices::audio::sound_system_present() {
+            if !self.warned {
+                eprintln!("prattle: no sound server or sound card found: the call goes on with video only (start PulseAudio or PipeWire, or use --mic tone and --speaker FILE.wav)");
+                self.warned = true;
+            }
+            // synthetic devices need no sound system: open those anyway
+            if !self.mic_src.needs_sound_system() || !self.speaker_sink.needs_sound_system() {
+                self.open_missing(true);
+            }
+            return;
+        }
+        self.open_missing(false);
+    }
+
+    fn open_missing(&mut self, synthetic_only: bool) {
+        let mut problems: Vec<AudioError> = Vec::new();
+        if self.mic.is_none()
+            && self.mic_src != MicSource::Off
+            && !(synthetic_only && self.mic_src.needs_sound_system())
+        {
+            match Microphone::open(&self.mic_src, self.buffer_ms) {
+                Ok(m) => {
+                    tracing::info!("microphone: {}", m.description());
+                    self.mic = Some(m);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if self.speaker.is_none()
+            && self.speaker_sink != SpeakerSink::Off
+            && !(synthetic_only && self.speaker_sink.needs_sound_system())
+        {
+            match Speaker::open(&self.speaker_sink, self.buffer_ms) {
+                Ok(s) => {
+                    tracing::info!("speaker: {}", s.description());
+                    self.speaker = Some(s);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if !problems.is_empty() && !self.warned {
+            let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            eprintln!("prattle: {}; the call goes on without it", all.join("; "));
+            self.warned = true;
+        }
+        if problems.is_empty() && !synthetic_only {
+            self.warned = false;
+        }
+    }
+
+    /// Drops devices that reported an error and retries missing ones now and then.
+    pub fn maintain(&mut self, now: Instant) {
+        let failed = |c: &crate::devices::audio::AudioCounters| {
+            c.failed.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        if self.mic.as_ref().is_some_and(|m| failed(m.counters())) {
+            tracing::warn!("microphone failed; retrying every {} s", RETRY.as_secs());
+            self.mic = None;
+        }
+        if self.speaker.as_ref().is_some_and(|s| failed(s.counters())) {
+            tracing::warn!("speaker failed; retrying every {} s", RETRY.as_secs());
+            self.speaker = None;
+        }
+        let missing = (self.mic.is_none() && self.mic_src != MicSource::Off)
+            || (self.speaker.is_none() && self.speaker_sink != SpeakerSink::Off);
+        if missing && now >= self.next_retry {
+            self.reopen(now);
+        }
+    }
+}
+
+/// Microphone frames waiting to be encoded, with their capture time.
+#[derive(Resource, Debug, Default)]
+pub struct CapturedAudio {
+    /// 20 ms frames of 48 kHz mono.
+    pub frames: VecDeque<(Vec<i16>, u64)>,
+}
+
+/// The Opus encoder and the packet counters.
+pub struct AudioSender {
+    encoder: Option<OpusEncoder>,
+    seq: u32,
+    timestamp: u32,
+}
+
+impl AudioSender {
+    /// An encoder at `bitrate`.
+    pub fn new(bitrate: i32) -> Self {
+        let encoder = match OpusEncoder::new(bitrate, 10) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("prattle: Opus encoder: {e}; sending no audio");
+                None
+            }
+        };
+        Self {
+            encoder,
+            seq: 0,
+            timestamp: 0,
+        }
+    }
+}
+
+/// Audio packets waiting to be sent.
+#[derive(Resource, Debug, Default)]
+pub struct OutgoingAudio {
+    /// In order.
+    pub packets: Vec<AudioFrame>,
+}
+
+/// Audio packets received, with their arrival time.
+#[derive(Resource, Debug, Default)]
+pub struct IncomingAudio {
+    /// In arrival order.
+    pub packets: Vec<(AudioFrame, Instant)>,
+}
+
+/// Whether the speaker is consuming at its real rate: a sound server can take seconds after
+/// a stream opens before it pulls samples at full speed, and whatever is played out before
+/// then only piles up as delay.
+#[derive(Debug, Default)]
+struct SpeakerPace {
+    mark: Option<(Instant, u64)>,
+    running: bool,
+}
+
+impl SpeakerPace {
+    fn update(&mut self, now: Instant, consumed: u64) -> bool {
+        match self.mark {
+            None => self.mark = Some((now, consumed)),
+            Some((t, c)) => {
+                let dt = now.saturating_duration_since(t);
+                if dt >= Duration::from_millis(200) {
+                    let expected = dt.as_secs_f64() * f64::from(RATE);
+                    self.running = (consumed - c.min(consumed)) as f64 >= 0.8 * expected;
+                    self.mark = Some((now, consumed));
+                }
+            }
+        }
+        self.running
+    }
+}
+
+/// The jitter buffer, the decoder and what playout measured.
+pub struct AudioReceiver {
+    pace: SpeakerPace,
+    jitter: JitterBuffer,
+    decoder: Option<OpusDecoder>,
+    pcm: Vec<i16>,
+    /// Speaker ring level below which another frame is played out.
+    low_water: usize,
+}
+
+impl AudioReceiver {
+    /// A receiver whose speaker ring is refilled below `low_water` samples.
+    pub fn new(low_water: usize) -> Self {
+        Self {
+            jitter: JitterBuffer::new(JitterConfig::default()),
+            decoder: OpusDecoder::new().ok(),
+            pcm: vec![0; FRAME_SAMPLES],
+            low_water,
+            pace: SpeakerPace::default(),
+        }
+    }
+}
+
+/// Stage 2: takes whole frames from the microphone; discards them while muted.
+pub fn capture_audio(
+    mut devices: NonSendMut<AudioDevices>,
+    clock: Res<Clock>,
+    local: Single<Has<Muted>, With<Local>>,
+    mut captured: ResMut<CapturedAudio>,
+) {
+    devices.maintain(clock.now);
+    let Some(mic) = devices.mic.as_mut() else {
+        return;
+    };
+    loop {
+        let mut frame = vec![0i16; FRAME_SAMPLES];
+        let waiting = mic.buffered();
+        if !mic.read(&mut frame) {
+            break;
+        }
+        // the first sample of this frame was captured `waiting` samples ago
+        let age_us = waiting as u64 * 1_000_000 / u64::from(RATE);
+        let capture_us = unix_micros().saturating_sub(age_us);
+        if !*local {
+            captured.frames.push_back((frame, capture_us));
+        }
+    }
+    // a stalled loop must not turn into seconds of delay: keep at most 100 ms
+    while captured.frames.len() > 5 {
+        captured.frames.pop_front();
+    }
+}
+
+/// Stage 3: encodes captured frames while in a call.
+pub fn encode_audio(
+    mut sender: NonSendMut<AudioSender>,
+    call: Res<CallInfo>,
+    mut captured: ResMut<CapturedAudio>,
+    mut out: ResMut<OutgoingAudio>,
+) {
+    let sender = &mut *sender;
+    for (pcm, capture_us) in captured.frames.drain(..) {
+        let timestamp = sender.timestamp;
+        sender.timestamp = sender.timestamp.wrapping_add(FRAME_SAMPLES as u32);
+        if call.state != CallState::Connected {
+            continue;
+        }
+        let Some(enc) = sender.encoder.as_mut() else {
+            continue;
+        };
+        match enc.encode(&pcm) {
+            Ok(payload) => {
+                out.packets.push(AudioFrame {
+                    seq: sender.seq,
+                    timestamp,
+                    capture_us,
+                    payload,
+                });
+                sender.seq = sender.seq.wrapping_add(1);
+            }
+            Err(e) => tracing::warn!("Opus encode: {e}"),
+        }
+    }
+}
+
+/// Stage 5: jitter buffer in, speaker out, paced by the speaker.
+pub fn play_audio(
+    mut receiver: NonSendMut<AudioReceiver>,
+    mut devices: NonSendMut<AudioDevices>,
+    mut incoming: ResMut<IncomingAudio>,
+    call: Res<CallInfo>,
+    clock: Res<Clock>,
+    remote: Single<Has<Muted>, With<Remote>>,
+    mut stats: ResMut<CallStats>,
+) {
+    let rx = &mut *receiver;
+    let buffer_ms = devices.buffer_ms;
+    let live = call.state == CallState::Connected && !*remote;
+    if !live {
+        incoming.packets.clear();
+        rx.jitter.reset();
+    }
+    for (pkt, arrival) in incoming.packets.drain(..) {
+        stats.audio_received += 1;
+        rx.jitter.push(
+            AudioPacket {
+                seq: pkt.seq,
+                timestamp: pkt.timestamp,
+                payload: pkt.payload,
+            },
+            arrival,
+        );
+    }
+    let Some(speaker) = devices.speaker.as_mut() else {
+        return;
+    };
+    let consumed = speaker
+        .counters()
+        .samples
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if !rx.pace.update(clock.now, consumed) {
+        rx.jitter.reset();
+        return;
+    }
+    let mut guard = 0;
+    while speaker.buffered() < rx.low_water && guard < 8 {
+        guard += 1;
+        let n = match (rx.jitter.pop(clock.now), rx.decoder.as_mut()) {
+            (Playout::Packet(p), Some(d)) => d.decode(&p, &mut rx.pcm),
+            (Playout::Fec(next), Some(d)) => d.decode_fec(&next, &mut rx.pcm),
+            (Playout::Conceal, Some(d)) => d.conceal(&mut rx.pcm),
+            _ => {
+                rx.pcm.fill(0);
+                Ok(FRAME_SAMPLES)
+            }
+        };
+        let n = match n {
+            Ok(n) => n.min(rx.pcm.len()),
+            Err(e) => {
+                tracing::debug!("Opus decode: {e}");
+                rx.pcm.fill(0);
+                FRAME_SAMPLES
+            }
+        };
+        speaker.write(&rx.pcm[..n]);
+    }
+    let j = rx.jitter.stats();
+    stats.audio_lost = j.lost;
+    stats.audio_recovered_fec = j.recovered_fec;
+    stats.audio_concealed = j.concealed;
+    stats.audio_late = j.late + j.duplicates + j.dropped_overflow;
+    stats.jitter_delay_ms = j.current_delay_ms;
+    stats.speaker_buffered_ms = speaker.buffered() as f64 * 1000.0 / f64::from(RATE);
+    stats.speaker_samples = speaker
+        .counters()
+        .samples
+        .load(std::sync::atomic::Ordering::Relaxed);
+    stats.speaker_underruns = speaker
+        .counters()
+        .underruns
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // mouth-to-ear: the frame itself, what waits in the jitter buffer and the speaker ring,
+    // and the two device buffers (the network adds its one-way delay on top)
+    stats.mic_to_speaker_ms = live.then(|| {
+        j.current_delay_ms
+            + speaker.buffered() as f64 * 1000.0 / f64::from(RATE)
+            + FRAME_SAMPLES as f64 * 1000.0 / f64::from(RATE)
+            + 2.0 * f64::from(buffer_ms)
+    });
+}
