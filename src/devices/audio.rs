@@ -256,6 +256,44 @@ pub fn list_devices() -> Vec<String> {
     out
 }
 
+/// Finds the named (or default) input or output device; also returns the error maker for
+/// failures opening it.
+fn pick_device(
+    input: bool,
+    want: Option<&str>,
+) -> Result<(cpal::Device, impl Fn(String) -> AudioError), AudioError> {
+    let kind = if input { "microphone" } else { "speaker" };
+    let h = host();
+    let device = match want {
+        Some(n) => {
+            let found = if input {
+                h.input_devices().map(|d| find_device(d, n))
+            } else {
+                h.output_devices().map(|d| find_device(d, n))
+            };
+            found
+                .map_err(|e| AudioError::NoDevice(e.to_string()))?
+                .ok_or_else(|| AudioError::NotFound {
+                    kind,
+                    name: n.to_string(),
+                })?
+        }
+        None => if input {
+            h.default_input_device()
+        } else {
+            h.default_output_device()
+        }
+        .ok_or_else(|| AudioError::NoDevice(format!("no default {kind}")))?,
+    };
+    let name = want.unwrap_or("default").to_string();
+    let open_err = move |reason: String| AudioError::Open {
+        kind,
+        name: name.clone(),
+        reason,
+    };
+    Ok((device, open_err))
+}
+
 fn stream_config(
     d: &cpal::Device,
     input: bool,
@@ -402,30 +440,12 @@ impl Microphone {
                 })
             }
             MicSource::Default | MicSource::Named(_) => {
-                let h = host();
-                let (device, name) = match src {
-                    MicSource::Named(n) => {
-                        let devs = h
-                            .input_devices()
-                            .map_err(|e| AudioError::NoDevice(e.to_string()))?;
-                        let d = find_device(devs, n).ok_or_else(|| AudioError::NotFound {
-                            kind: "microphone",
-                            name: n.clone(),
-                        })?;
-                        (d, n.clone())
-                    }
-                    _ => (
-                        h.default_input_device()
-                            .ok_or_else(|| AudioError::NoDevice("no default microphone".into()))?,
-                        "default".to_string(),
-                    ),
+                let want = match src {
+                    MicSource::Named(n) => Some(n.as_str()),
+                    _ => None,
                 };
-                let open_err = |reason: String| AudioError::Open {
-                    kind: "microphone",
-                    name: name.clone(),
-                    reason,
-                };
-                let config = stream_config(&device, true, buffer_ms).map_err(open_err)?;
+                let (device, open_err) = pick_device(true, want)?;
+                let config = stream_config(&device, true, buffer_ms).map_err(&open_err)?;
                 let mut mix = Downmix::new(config.channels, config.sample_rate);
                 let c_err = Arc::clone(&counters);
                 let stream = device
@@ -558,30 +578,12 @@ impl Speaker {
                 })
             }
             SpeakerSink::Default | SpeakerSink::Named(_) => {
-                let h = host();
-                let (device, name) = match sink {
-                    SpeakerSink::Named(n) => {
-                        let devs = h
-                            .output_devices()
-                            .map_err(|e| AudioError::NoDevice(e.to_string()))?;
-                        let d = find_device(devs, n).ok_or_else(|| AudioError::NotFound {
-                            kind: "speaker",
-                            name: n.clone(),
-                        })?;
-                        (d, n.clone())
-                    }
-                    _ => (
-                        h.default_output_device()
-                            .ok_or_else(|| AudioError::NoDevice("no default speaker".into()))?,
-                        "default".to_string(),
-                    ),
+                let want = match sink {
+                    SpeakerSink::Named(n) => Some(n.as_str()),
+                    _ => None,
                 };
-                let open_err = |reason: String| AudioError::Open {
-                    kind: "speaker",
-                    name: name.clone(),
-                    reason,
-                };
-                let config = stream_config(&device, false, buffer_ms).map_err(open_err)?;
+                let (device, open_err) = pick_device(false, want)?;
+                let config = stream_config(&device, false, buffer_ms).map_err(&open_err)?;
                 let channels = usize::from(config.channels.max(1));
                 let step = f64::from(RATE) / f64::from(config.sample_rate);
                 let mut pos = 0f64;
