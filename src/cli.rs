@@ -72,7 +72,7 @@ pub struct Options {
     pub audio_bitrate: i32,
 
     /// Sound device buffer in milliseconds (smaller: less delay, more risk of dropouts).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=200))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=200))]
     pub audio_buffer_ms: u32,
 
     /// Print the audio devices and the camera indices that open, then exit.

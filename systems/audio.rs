@@ -13,7 +13,7 @@ use crate::components::{CallInfo, Clock, Local, Muted, Remote};
 use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerSink, RATE};
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
-use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_SAMPLES};
+use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
 use crate::proto::AudioFrame;
 use crate::session::CallState;
 use crate::stats::CallStats;
@@ -216,7 +216,12 @@ impl AudioReceiver {
     /// A receiver whose speaker ring is refilled below `low_water` samples.
     pub fn new(low_water: usize) -> Self {
         Self {
-            jitter: JitterBuffer::new(JitterConfig::default()),
+            jitter: JitterBuffer::new(JitterConfig {
+                frame: Duration::from_millis(u64::from(FRAME_MS)),
+                min_delay: Duration::from_millis(u64::from(FRAME_MS)),
+                max_delay: Duration::from_millis(300),
+                capacity: 64,
+            }),
             decoder: OpusDecoder::new().ok(),
             pcm: vec![0; FRAME_SAMPLES],
             low_water,
@@ -250,7 +255,7 @@ pub fn capture_audio(
         }
     }
     // a stalled loop must not turn into seconds of delay: keep at most 100 ms
-    while captured.frames.len() > 5 {
+    while captured.frames.len() * FRAME_SAMPLES > RATE as usize / 10 {
         captured.frames.pop_front();
     }
 }

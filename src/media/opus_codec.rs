@@ -7,7 +7,7 @@ use opus::{Application, Bitrate, Channels};
 /// Sample rate of all PCM going in and out of the codec.
 pub const SAMPLE_RATE: u32 = 48_000;
 /// Frame duration in milliseconds; 10 and 20 are the sensible values for calls.
-pub const FRAME_MS: u32 = 20;
+pub const FRAME_MS: u32 = 10;
 /// Mono samples per frame, derived so that changing `FRAME_MS` is a one-line edit.
 pub const FRAME_SAMPLES: usize = (SAMPLE_RATE * FRAME_MS / 1000) as usize;
 /// Largest packet we produce or accept; a single Opus frame is at most 1276 bytes and the

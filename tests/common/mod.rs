@@ -250,6 +250,9 @@ impl Pulse {
                 "--load=module-null-sink sink_name={s} rate=48000 channels=1"
             ));
         }
+        // playing into clickAB sounds at once in A's microphone and B's speaker: the latency
+        // bench's reference
+        args.push("--load=module-combine-sink sink_name=clickAB slaves=micA,spkB".into());
         args.push("--load=module-always-sink".into());
         let st = Command::new("pulseaudio")
             .args(&args)
@@ -347,6 +350,58 @@ fn fastrand_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// Clicks: `n` bursts of 2 ms of 3 kHz, one every `every_ms`.
+pub fn clicks(n: usize, every_ms: usize) -> Vec<i16> {
+    let period = 48 * every_ms;
+    let mut out = vec![0i16; n * period];
+    for k in 0..n {
+        for i in 0..96 {
+            let t = i as f64;
+            let v = (t * 2.0 * std::f64::consts::PI * 3000.0 / 48_000.0).sin()
+                * (std::f64::consts::PI * t / 96.0).sin();
+            out[k * period + i] = (v * 20_000.0) as i16;
+        }
+    }
+    out
+}
+
+/// Onsets of loud bursts after at least 20 ms of quiet, in samples.
+pub fn onsets(x: &[i16], threshold: i16) -> Vec<usize> {
+    let mut quiet = 0usize;
+    let mut out = Vec::new();
+    for (i, &v) in x.iter().enumerate() {
+        if v.unsigned_abs() > threshold.unsigned_abs() {
+            if quiet >= 960 {
+                out.push(i);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    out
+}
+
+/// Delays (ms) between each direct click and its copy that came through the call, from a
+/// recording holding both: pairs of onsets closer than `max_ms`.
+pub fn click_delays(x: &[i16], max_ms: f64) -> Vec<f64> {
+    let on = onsets(x, 3000);
+    let max = (max_ms * 48.0) as usize;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < on.len() {
+        let (a, b) = (on[i], on[i + 1]);
+        let lone_pair = on.get(i + 2).is_none_or(|c| c - a > max);
+        if b - a < max && lone_pair {
+            out.push((b - a) as f64 / 48.0);
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Reads a raw s16le recording.
