@@ -16,8 +16,10 @@ use crate::devices::camera::{
     self, Camera, CameraError, CameraSource, OpenCvSource, PatternSource,
 };
 use crate::devices::window::{Window, WindowError};
+use crate::keys::KeyStore;
 use crate::media::codec::new_encoder;
 use crate::media::opus_codec::FRAME_SAMPLES;
+use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
 use crate::proto::{CodecId, Reassembler};
 use crate::session::{Session, SessionConfig};
@@ -53,6 +55,15 @@ pub enum AppError {
     /// The window.
     #[error(transparent)]
     Window(#[from] WindowError),
+    /// The key files.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyStoreError),
+    /// The secure channel could not be set up.
+    #[error("secure channel: {0}")]
+    Secure(#[from] crate::net::secure::SecureError),
+    /// The call failed in a way that ends it (a wrong pairing code).
+    #[error("{0}")]
+    Call(String),
     /// The stats file.
     #[error("cannot write stats file {path}: {source}; give a writable path to --stats")]
     Stats {
@@ -71,7 +82,8 @@ impl AppError {
             | AppError::Net(_)
             | AppError::Camera(_)
             | AppError::Stats { .. } => 2,
-            AppError::Window(_) => 2,
+            AppError::Window(_) | AppError::Keys(_) | AppError::Secure(_) => 2,
+            AppError::Call(_) => 1,
         }
     }
 }
@@ -151,7 +163,20 @@ impl App {
     pub fn build(opts: &Options) -> Result<Self, AppError> {
         let dial = opts.peer_addr()?;
         let bind = opts.bind_addr(dial);
-        let transport = Transport::bind(bind)?;
+        let keys = KeyStore::open(opts.config_dir.as_deref())?;
+        let identity = keys.identity()?;
+        let code = match (&opts.code, dial) {
+            (None, _) => None,
+            (Some(c), Some(_)) if c.trim().is_empty() => return Err(UsageError::CodeMissing.into()),
+            (Some(c), None) if c.trim().is_empty() => Some(SecureEndpoint::generate_code()),
+            (Some(c), _) => Some(c.clone()),
+        };
+        let auth = match &code {
+            Some(c) => Auth::Code(c.clone()),
+            None => Auth::Tofu,
+        };
+        let secure = SecureEndpoint::new(identity, auth, Instant::now())?;
+        let transport = Transport::bind(bind, secure)?;
         let bound = transport.local_addr().unwrap_or(bind);
         let camera = open_camera(opts)?;
         tracing::info!("camera: {}", camera.description());
@@ -167,7 +192,14 @@ impl App {
             peer: None,
             dial,
             reachable_at: reachable_at(bound),
+            sas: None,
+            code: code.clone().filter(|_| dial.is_none()),
+            warning: None,
+            fatal: None,
         };
+        if let (Some(c), None) = (&code, dial) {
+            eprintln!("prattle: your one-time code is {c}: the caller gives --code {c}");
+        }
         if !opts.headless {
             let title = crate::systems::render::title(&call);
             world.insert_non_send(Window::open(&title, 1280, 720)?);
@@ -193,6 +225,8 @@ impl App {
             transport,
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
+            known_peers: keys.known_peers(),
+            keys,
         });
         world.insert_resource(Outgoing::default());
         world.insert_resource(Incoming::default());
@@ -261,6 +295,10 @@ impl App {
             self.schedule.run(&mut self.world);
             if self.world.resource::<Control>().quit {
                 break;
+            }
+            if let Some(why) = self.world.resource::<CallInfo>().fatal.clone() {
+                self.final_stats();
+                return Err(AppError::Call(why));
             }
             std::thread::sleep(TICK);
         }

@@ -78,6 +78,15 @@ pub struct Options {
     /// Print the audio devices and the camera indices that open, then exit.
     #[arg(long)]
     pub list_devices: bool,
+
+    /// Pair with a one-time code instead of trusting the first key: the waiting side gives
+    /// `--code` alone and shows a code; the caller gives `--code THAT-CODE`.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    pub code: Option<String>,
+
+    /// Where the identity key and the keys of known peers are kept.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// A problem with the command line that the user can fix.
@@ -89,6 +98,9 @@ pub enum UsageError {
     /// No route to the peer.
     #[error("peer {0} is unreachable from this machine: {1}; check the address and your network")]
     PeerUnreachable(SocketAddr, String),
+    /// A caller must type the code the waiting side shows.
+    #[error("--code needs the code the other side shows when you call with --peer, e.g. --code 7-crossword-pelican")]
+    CodeMissing,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {

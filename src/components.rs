@@ -97,6 +97,14 @@ pub struct CallInfo {
     pub dial: Option<SocketAddr>,
     /// Where peers reach us, as shown to the user.
     pub reachable_at: String,
+    /// The words both sides show for this session, to compare aloud.
+    pub sas: Option<String>,
+    /// The one-time pairing code this side shows while waiting (code mode).
+    pub code: Option<String>,
+    /// A security warning to show until the call changes (a changed key, a wrong code).
+    pub warning: Option<String>,
+    /// Why the call cannot go on; the app exits with it.
+    pub fatal: Option<String>,
 }
 
 /// Encoded frames waiting to be sent.

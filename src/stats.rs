@@ -151,6 +151,10 @@ pub struct StatsLine {
     pub latency_ms_p99_total: Option<f64>,
     /// Frame number stamped in the last shown remote picture (test pattern only).
     pub remote_stamp: Option<u32>,
+    /// The words both sides show for this call's encryption session.
+    pub sas: Option<String>,
+    /// Secure-channel handshakes completed.
+    pub handshakes: u64,
     /// See [`CallStats`].
     pub audio_sent: u64,
     /// See [`CallStats`].

@@ -9,6 +9,8 @@ use crate::components::{
     CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
     Participant, Remote, VideoStream,
 };
+use crate::keys::KeyStore;
+use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
 use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent};
 use crate::session::{CallState, MediaState, Session, SessionEvent};
@@ -24,9 +26,91 @@ pub struct Network {
     pub session: Session,
     /// Joins video fragments.
     pub reassembler: Reassembler,
+    /// Keys of peers met before (trust on first use).
+    pub known_peers: KnownPeers,
+    /// Where they are saved.
+    pub keys: KeyStore,
 }
 
 impl Network {
+    /// Handles what the secure channel reports: pins keys on first contact, refuses a
+    /// changed key loudly, and turns code failures into messages.
+    fn secure_events(&mut self, call: &mut CallInfo) {
+        while let Some(event) = self.transport.poll_secure_event() {
+            tracing::info!(?event, "secure channel");
+            match event {
+                SecureEvent::Established {
+                    peer,
+                    remote_static,
+                    sas,
+                    ..
+                } => {
+                    let name = peer.to_string();
+                    match self.known_peers.check(&name, &remote_static) {
+                        PinCheck::Changed { .. } => {
+                            let path = self.keys.known_peers_path();
+                            let msg = format!(
+                                "WARNING: {name} has a new identity key - someone may be impersonating it. Call refused. If it was reinstalled, delete its line from {}",
+                                path.display()
+                            );
+                            eprintln!("prattle: {msg}");
+                            self.transport.secure_mut().close(peer);
+                            call.warning =
+                                Some(format!("WARNING: {name} has a NEW KEY - call refused"));
+                            continue;
+                        }
+                        PinCheck::New => {
+                            if self.known_peers.pin(&name, remote_static).is_ok() {
+                                self.keys.save_known_peers(&self.known_peers);
+                            }
+                            eprintln!(
+                                "prattle: first call with {name}: compare these words aloud: {sas}"
+                            );
+                        }
+                        PinCheck::Match => {}
+                    }
+                    call.warning = None;
+                }
+                SecureEvent::Failed { peer, reason } => {
+                    let why = match reason {
+                        FailReason::PeerRequiresCode => Some(format!("{peer} asks for a pairing code: call again with --code and the code it shows")),
+                        FailReason::PeerHasNoCode => Some(format!("{peer} is not waiting with a code: call without --code")),
+                        FailReason::PeerCodeExhausted | FailReason::CodeExhausted => Some("the pairing code was tried too often and is disabled: ask for a new code".to_string()),
+                        FailReason::Timeout | FailReason::TableFull => None,
+                    };
+                    if let Some(w) = why {
+                        if call.dial.is_some() {
+                            call.fatal = Some(w);
+                        } else {
+                            call.warning = Some(w);
+                        }
+                    }
+                }
+                SecureEvent::CodeRejected { tries_left, .. } => {
+                    if call.dial.is_some() {
+                        call.fatal = Some(
+                            "wrong code: ask the other side for the code its window shows".into(),
+                        );
+                    } else {
+                        call.warning = Some(format!(
+                            "a caller gave a wrong code ({tries_left} tries left)"
+                        ));
+                    }
+                }
+                SecureEvent::CodeExhausted => {
+                    call.warning = Some(
+                        "too many wrong codes: the code is disabled, restart Prattle for a new one"
+                            .into(),
+                    );
+                    if call.dial.is_some() {
+                        call.fatal = call.warning.clone();
+                    }
+                }
+                SecureEvent::Closed { .. } => {}
+            }
+        }
+    }
+
     /// Sends what the session wants sent.
     fn flush_session(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
@@ -158,6 +242,7 @@ pub fn network(
     net.flush_session();
     net.transport.poll(now);
     net.reassembler.expire(now);
+    net.secure_events(&mut call);
 
     let (entity, ref mut stream, ref mut participant) = *remote;
     while let Some(event) = net.session.poll_event() {
@@ -197,4 +282,12 @@ pub fn network(
     net.transport.set_peer(filter);
     call.state = state;
     call.peer = net.session.peer_addr();
+    let sas = call
+        .peer
+        .filter(|_| state == CallState::Connected)
+        .and_then(|p| net.transport.secure_mut().session_info(p))
+        .map(|(_, sas)| sas);
+    if sas != call.sas {
+        call.sas = sas;
+    }
 }

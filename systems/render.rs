@@ -45,12 +45,20 @@ pub fn title(call: &CallInfo) -> String {
 
 /// The status banner for a call state.
 pub fn banner(call: &CallInfo, remote_has_video: bool, remote_camera_off: bool) -> Option<String> {
+    if let Some(w) = &call.warning {
+        return Some(w.clone());
+    }
+    let code = call
+        .code
+        .as_ref()
+        .map(|c| format!(" - code {c}"))
+        .unwrap_or_default();
     let waiting = match call.dial {
         Some(d) => format!("calling {d}..."),
-        None => format!("waiting for a call on {}", call.reachable_at),
+        None => format!("waiting for a call on {}{code}", call.reachable_at),
     };
     match call.state {
-        CallState::Waiting => Some(format!("Waiting for a call on {}", call.reachable_at)),
+        CallState::Waiting => Some(format!("Waiting for a call on {}{code}", call.reachable_at)),
         CallState::Dialing => Some(format!(
             "Connecting to {}...",
             call.dial.map(|d| d.to_string()).unwrap_or_default()
@@ -108,6 +116,11 @@ pub fn render(
                 (false, false) => None,
             })
             .flatten(),
+        footer: call
+            .sas
+            .as_ref()
+            .filter(|_| connected)
+            .map(|s| format!("compare aloud: {s}")),
         local_label: match (local_off, local_muted) {
             (true, true) => Some("camera off, muted".to_string()),
             (true, false) => Some("camera off".to_string()),
@@ -188,6 +201,7 @@ pub fn stats_line(
 ) -> StatsLine {
     let s: SocketCounters = net.transport.counters();
     let r = net.reassembler.stats();
+    let sec = net.transport.secure_stats();
     StatsLine {
         t: clock
             .now
@@ -209,6 +223,11 @@ pub fn stats_line(
         datagrams_dropped: s.dropped_foreign
             + s.dropped_oversized
             + s.dropped_malformed
+            + sec.dropped_unauthenticated
+            + sec.dropped_no_session
+            + sec.dropped_replay
+            + sec.dropped_malformed
+            + sec.handshakes_rate_limited
             + stats.datagrams_malformed
             + stats.media_outside_call,
         latency_ms_p50: stats.latency_window.quantile_ms(0.5),
@@ -216,6 +235,8 @@ pub fn stats_line(
         latency_ms_p50_total: stats.latency_total.quantile_ms(0.5),
         latency_ms_p99_total: stats.latency_total.quantile_ms(0.99),
         remote_stamp: stats.last_remote_stamp,
+        sas: call.sas.clone(),
+        handshakes: net.transport.secure_stats().handshakes_completed,
         audio_sent: stats.audio_sent,
         audio_received: stats.audio_received,
         audio_lost: stats.audio_lost,

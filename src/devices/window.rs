@@ -59,6 +59,8 @@ pub struct Overlay {
     pub remote_label: Option<String>,
     /// A small label in the self-view (muted, camera off).
     pub local_label: Option<String>,
+    /// A line at the bottom of the remote pane (the words to compare aloud).
+    pub footer: Option<String>,
 }
 
 struct VideoTexture {
@@ -242,6 +244,11 @@ impl Window {
             let area = panes.remote;
             let y = area.y + area.h as i32 / 2 - 24;
             self.text_box(b, 2, area.x + 16, y, Some(area.w.saturating_sub(32)))?;
+        }
+        if let Some(f) = &overlay.footer {
+            let area = panes.remote;
+            let y = area.y + area.h as i32 - 28;
+            self.text_box(f, 1, area.x + 16, y, Some(area.w.saturating_sub(32)))?;
         }
         if let Some(l) = &overlay.remote_label {
             self.text_box(

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use laminar::{Config, ConnectionManager, Packet, SocketEvent, VirtualConnection};
 
+use super::secure::{SecureEndpoint, SecureEvent, SecureStats};
 use super::{FilteredSocket, NetError, SocketCounters};
 
 /// laminar's configuration for a call.
@@ -34,9 +35,9 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// Binds `addr`.
-    pub fn bind(addr: SocketAddr) -> Result<Self, NetError> {
-        let socket = FilteredSocket::bind(addr)?;
+    /// Binds `addr`; `secure` encrypts and authenticates every datagram.
+    pub fn bind(addr: SocketAddr, secure: SecureEndpoint) -> Result<Self, NetError> {
+        let socket = FilteredSocket::bind(addr, secure)?;
         Ok(Self {
             manager: ConnectionManager::new(socket, laminar_config()),
         })
@@ -68,8 +69,24 @@ impl Transport {
 
     /// Sends what is queued and reads what arrived. Does not block.
     pub fn poll(&mut self, now: Instant) {
-        self.manager.socket_mut().begin_poll();
+        self.manager.socket_mut().begin_poll(now);
         self.manager.manual_poll(now);
+        self.manager.socket_mut().flush_secure();
+    }
+
+    /// The next secure-channel event.
+    pub fn poll_secure_event(&mut self) -> Option<SecureEvent> {
+        self.manager.socket_mut().poll_event()
+    }
+
+    /// The secure channel.
+    pub fn secure_mut(&mut self) -> &mut SecureEndpoint {
+        self.manager.socket_mut().secure_mut()
+    }
+
+    /// The secure channel's counters.
+    pub fn secure_stats(&self) -> SecureStats {
+        self.manager.socket().secure_stats()
     }
 
     /// The next datagram payload received, with its sender.

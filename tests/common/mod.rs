@@ -42,9 +42,13 @@ impl Peer {
         let stats = dir.join(format!("{name}.stats.jsonl"));
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(bin());
+        // one identity per port: a peer restarted on its port keeps its key, as a user's would
+        let config = dir.join(format!("config-{port}"));
         cmd.args(args)
             .arg("--port")
             .arg(port.to_string())
+            .arg("--config-dir")
+            .arg(&config)
             .arg("--stats")
             .arg(&stats)
             .env("RUST_LOG", "info,laminar=off")
