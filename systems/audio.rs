@@ -187,6 +187,10 @@ struct SpeakerPace {
 
 impl SpeakerPace {
     fn update(&mut self, now: Instant, consumed: u64) -> bool {
+        // once running, a slow moment later is the jitter buffer's business, not a restart
+        if self.running {
+            return true;
+        }
         match self.mark {
             None => self.mark = Some((now, consumed)),
             Some((t, c)) => {

@@ -52,10 +52,16 @@ fn tones_cross_both_ways_and_mute_silences() {
     let mut play_a = pulse.play("micA", sine(440.0, 0.5, 30.0));
     let mut play_b = pulse.play("micB", sine(880.0, 0.5, 30.0));
     // the first input callbacks can take 1–2 s: judge audio after that
-    a.wait_for(Duration::from_secs(10), "audio both ways", |l| {
-        l["state"] == "connected" && num(l, "audio_received") > 100.0
-    });
-    std::thread::sleep(Duration::from_secs(1));
+    // steady audio both ways: packets flowing and the jitter buffers settled
+    let steady = |l: &serde_json::Value| {
+        l["state"] == "connected"
+            && num(l, "audio_received") > 100.0
+            && num(l, "jitter_delay_ms") > 0.0
+            && num(l, "jitter_delay_ms") < 150.0
+    };
+    a.wait_for(Duration::from_secs(20), "steady audio at A", steady);
+    _b.wait_for(Duration::from_secs(20), "steady audio at B", steady);
+    std::thread::sleep(Duration::from_millis(500));
 
     let (rec_a, rec_b) = (dir.join("spkA.raw"), dir.join("spkB.raw"));
     let mut ra = pulse.record("spkA.monitor", &rec_a);
