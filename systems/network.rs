@@ -92,16 +92,16 @@ impl Network {
                             "wrong code: ask the other side for the code its window shows".into(),
                         );
                     } else {
-                        call.warning = Some(format!(
-                            "a caller gave a wrong code ({tries_left} tries left)"
-                        ));
+                        let w = format!("a caller gave a wrong code ({tries_left} tries left)");
+                        eprintln!("prattle: {w}");
+                        call.warning = Some(w);
                     }
                 }
                 SecureEvent::CodeExhausted => {
-                    call.warning = Some(
-                        "too many wrong codes: the code is disabled, restart Prattle for a new one"
-                            .into(),
-                    );
+                    let w =
+                        "too many wrong codes: the code is disabled, restart Prattle for a new one";
+                    eprintln!("prattle: {w}");
+                    call.warning = Some(w.into());
                     if call.dial.is_some() {
                         call.fatal = call.warning.clone();
                     }

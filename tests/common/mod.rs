@@ -44,12 +44,11 @@ impl Peer {
         let mut cmd = Command::new(bin());
         // one identity per port: a peer restarted on its port keeps its key, as a user's would
         let config = dir.join(format!("config-{port}"));
-        cmd.args(args)
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--config-dir")
-            .arg(&config)
-            .arg("--stats")
+        cmd.args(args).arg("--port").arg(port.to_string());
+        if !args.contains(&"--config-dir") {
+            cmd.arg("--config-dir").arg(&config);
+        }
+        cmd.arg("--stats")
             .arg(&stats)
             .env("RUST_LOG", "info,laminar=off")
             .stdin(Stdio::piped())
