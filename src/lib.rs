@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod components;
 pub mod devices;
+pub mod impair;
 pub mod keys;
 pub mod layout;
 pub mod media;
