@@ -17,11 +17,11 @@ use crate::devices::camera::{
 };
 use crate::devices::window::{Window, WindowError};
 use crate::keys::KeyStore;
-use crate::media::codec::new_encoder;
+use crate::media::codec::{new_encoder, EncoderSettings};
 use crate::media::opus_codec::FRAME_SAMPLES;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
-use crate::proto::{CodecId, Reassembler};
+use crate::proto::Reassembler;
 use crate::session::{Session, SessionConfig};
 use crate::stats::{CallStats, StatsWriter};
 use crate::systems::audio::{
@@ -55,6 +55,9 @@ pub enum AppError {
     /// The window.
     #[error(transparent)]
     Window(#[from] WindowError),
+    /// The video encoder could not be made.
+    #[error("video encoder: {0}; try --codec mjpeg")]
+    Codec(String),
     /// The key files.
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyStoreError),
@@ -82,7 +85,7 @@ impl AppError {
             | AppError::Net(_)
             | AppError::Camera(_)
             | AppError::Stats { .. } => 2,
-            AppError::Window(_) | AppError::Keys(_) | AppError::Secure(_) => 2,
+            AppError::Window(_) | AppError::Keys(_) | AppError::Secure(_) | AppError::Codec(_) => 2,
             AppError::Call(_) => 1,
         }
     }
@@ -219,7 +222,16 @@ impl App {
         world.insert_resource(call);
         world.insert_resource(StdinKeys::spawn());
         world.insert_resource(CameraDevice(camera));
-        world.insert_resource(Encoder::new(new_encoder(CodecId::Mjpeg, opts.quality)));
+        let encoder = new_encoder(EncoderSettings {
+            codec: opts.codec,
+            width: opts.size.0,
+            height: opts.size.1,
+            fps: opts.fps,
+            bitrate: opts.bitrate,
+            quality: opts.quality,
+        })
+        .map_err(|e| AppError::Codec(e.to_string()))?;
+        world.insert_resource(Encoder::new(encoder));
         world.insert_resource(Decoder::default());
         world.insert_resource(Network {
             transport,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::devices::audio::{MicSource, SpeakerSink};
+use crate::proto::CodecId;
 
 /// The port a call uses when none is given.
 pub const DEFAULT_PORT: u16 = 47800;
@@ -39,7 +40,15 @@ pub struct Options {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
 
-    /// JPEG quality of the video, 1–100.
+    /// Video codec.
+    #[arg(long, default_value = "h264", value_parser = parse_codec)]
+    pub codec: CodecId,
+
+    /// H.264 bitrate in bit/s (the starting point: the link may lower it).
+    #[arg(long, default_value_t = 1_500_000, value_parser = clap::value_parser!(u32).range(50_000..=20_000_000))]
+    pub bitrate: u32,
+
+    /// JPEG quality of the video with --codec mjpeg, 1–100.
     #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 
@@ -115,6 +124,14 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         Ok((w, h))
     } else {
         Err(bad())
+    }
+}
+
+fn parse_codec(s: &str) -> Result<CodecId, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "h264" | "h.264" | "avc" => Ok(CodecId::H264),
+        "mjpeg" | "jpeg" => Ok(CodecId::Mjpeg),
+        _ => Err(format!("'{s}' is not a codec: give h264 or mjpeg")),
     }
 }
 

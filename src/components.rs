@@ -34,6 +34,9 @@ pub struct VideoStream {
     pub fresh: bool,
     /// When `frame` last changed.
     pub updated_at: Option<Instant>,
+    /// The stream broke (a frame was lost or undecodable): `frame` is the last good picture,
+    /// shown marked as stalled until a keyframe arrives.
+    pub stalled: bool,
 }
 
 impl VideoStream {
@@ -42,12 +45,14 @@ impl VideoStream {
         self.frame = Some(frame);
         self.fresh = true;
         self.updated_at = Some(now);
+        self.stalled = false;
     }
     /// Forgets the picture, so that nothing stale is shown.
     pub fn clear(&mut self) {
         self.frame = None;
         self.fresh = true;
         self.updated_at = None;
+        self.stalled = false;
     }
 }
 
@@ -128,4 +133,6 @@ pub struct KeyframeFeedback {
     pub send_keyframe: bool,
     /// We could not decode this frame of the peer's and need a keyframe.
     pub need_keyframe: Option<u32>,
+    /// A new call started: the decoder starts over.
+    pub new_stream: bool,
 }

@@ -72,6 +72,8 @@ pub struct CallStats {
     pub frames_shown: u64,
     /// Remote frames decoded with an error.
     pub decode_errors: u64,
+    /// Remote frames not decoded because a frame they depend on was lost.
+    pub frames_skipped: u64,
     /// Datagrams that did not decode as messages.
     pub datagrams_malformed: u64,
     /// Media from someone not in the call.

@@ -11,10 +11,22 @@ use crate::proto::CodecId;
 use crate::stats::CallStats;
 
 /// The video decoder, made for whatever codec the peer sends.
-#[derive(Resource, Default)]
+#[derive(Resource)]
 pub struct Decoder {
     /// The current decoder (behind a mutex only to be `Sync`).
     pub codec: Mutex<Option<Box<dyn VideoDecoder>>>,
+    /// A reference is missing: frames that need it would show garbage, so only a keyframe
+    /// is decoded until one comes.
+    pub awaiting_keyframe: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self {
+            codec: Mutex::new(None),
+            awaiting_keyframe: true,
+        }
+    }
 }
 
 fn decoder_for(
@@ -36,6 +48,14 @@ pub fn decode(
     clock: Res<Clock>,
     mut remote: Single<&mut VideoStream, With<Remote>>,
 ) {
+    let decoder = &mut *decoder;
+    if std::mem::take(&mut feedback.new_stream) {
+        // a new call: nothing decodes until its first keyframe
+        decoder.awaiting_keyframe = true;
+        if let Ok(slot) = decoder.codec.get_mut() {
+            *slot = None;
+        }
+    }
     let Ok(slot) = decoder.codec.get_mut() else {
         return;
     };
@@ -45,9 +65,13 @@ pub fn decode(
             stats.decode_errors += 1;
             continue;
         };
-        if frame.gap && !meta.keyframe {
+        if frame.gap {
+            decoder.awaiting_keyframe = true;
+        }
+        if decoder.awaiting_keyframe && !meta.keyframe {
             // a reference is missing: decoding would show garbage
-            stats.decode_errors += 1;
+            stats.frames_skipped += 1;
+            remote.stalled = true;
             feedback.need_keyframe = Some(meta.frame_id);
             continue;
         }
@@ -64,10 +88,16 @@ pub fn decode(
             Ok(pic)
         });
         match result {
-            Ok(pic) => remote.set(pic, clock.now),
+            Ok(pic) => {
+                decoder.awaiting_keyframe = false;
+                remote.set(pic, clock.now);
+            }
+            Err(CodecError::NoPicture) => {}
             Err(e) => {
                 tracing::debug!("frame {} not decoded: {e}", meta.frame_id);
                 stats.decode_errors += 1;
+                decoder.awaiting_keyframe = true;
+                remote.stalled = true;
                 feedback.need_keyframe = Some(meta.frame_id);
             }
         }

@@ -254,6 +254,7 @@ pub fn network(
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
                 feedback.send_keyframe = true;
+                feedback.new_stream = true;
             }
             SessionEvent::Resumed => feedback.send_keyframe = true,
             SessionEvent::PeerLeft | SessionEvent::Lost => stream.clear(),

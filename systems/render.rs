@@ -109,11 +109,15 @@ pub fn render(
     let overlay = Overlay {
         banner: banner(&call, rstream.frame.is_some(), remote_off),
         remote_label: connected
-            .then(|| match (remote_off, remote_muted) {
-                (true, true) => Some("camera off, muted".to_string()),
-                (true, false) => Some("camera off".to_string()),
-                (false, true) => Some("muted".to_string()),
-                (false, false) => None,
+            .then(|| match (remote_off, remote_muted, rstream.stalled) {
+                (true, true, _) => Some("camera off, muted".to_string()),
+                (true, false, _) => Some("camera off".to_string()),
+                (false, muted, true) => Some(format!(
+                    "video stalled - waiting for a keyframe{}",
+                    if muted { ", muted" } else { "" }
+                )),
+                (false, true, false) => Some("muted".to_string()),
+                (false, false, false) => None,
             })
             .flatten(),
         footer: call
@@ -217,7 +221,7 @@ pub fn stats_line(
         frames_sent: stats.frames_sent,
         frames_received: stats.frames_received,
         frames_shown: stats.frames_shown,
-        frames_dropped: r.abandoned + stats.decode_errors,
+        frames_dropped: r.abandoned + stats.decode_errors + stats.frames_skipped,
         bytes_sent: s.bytes_out,
         bytes_received: s.bytes_in,
         datagrams_dropped: s.dropped_foreign

@@ -17,6 +17,12 @@ pub enum CodecError {
     /// The encoded bytes do not form a picture.
     #[error("undecodable frame")]
     Corrupt,
+    /// The decoder took the bytes but has no picture to show yet (e.g. parameter sets only).
+    #[error("no picture yet")]
+    NoPicture,
+    /// The picture or setting handed to the codec cannot be used (odd size, wrong length, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The decoded picture does not have the size the sender announced.
     #[error("picture is {got_w}x{got_h}, expected {want_w}x{want_h}")]
     SizeMismatch {
@@ -60,17 +66,42 @@ pub trait VideoDecoder: Send {
     fn decode(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError>;
 }
 
-/// An encoder for `codec` with the given JPEG quality (1–100, MJPEG only).
-pub fn new_encoder(codec: CodecId, quality: u8) -> Box<dyn VideoEncoder> {
-    match codec {
-        CodecId::Mjpeg | CodecId::H264 => Box::new(super::mjpeg::MjpegEncoder::new(quality)),
-    }
+/// What an encoder is made for.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderSettings {
+    /// Which codec.
+    pub codec: CodecId,
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Target bitrate (H.264).
+    pub bitrate: u32,
+    /// JPEG quality 1–100 (MJPEG).
+    pub quality: u8,
+}
+
+/// An encoder for the settings.
+pub fn new_encoder(s: EncoderSettings) -> Result<Box<dyn VideoEncoder>, CodecError> {
+    Ok(match s.codec {
+        CodecId::Mjpeg => Box::new(super::mjpeg::MjpegEncoder::new(s.quality)),
+        CodecId::H264 => Box::new(super::h264::H264Encoder::new(
+            s.width,
+            s.height,
+            s.fps as f32,
+            s.bitrate,
+        )?),
+    })
 }
 
 /// A decoder for `codec`, or `None` when this build cannot decode it.
 pub fn new_decoder(codec: CodecId) -> Option<Box<dyn VideoDecoder>> {
     match codec {
         CodecId::Mjpeg => Some(Box::new(super::mjpeg::MjpegDecoder)),
-        CodecId::H264 => None,
+        CodecId::H264 => super::h264::H264Decoder::new()
+            .ok()
+            .map(|d| Box::new(d) as Box<dyn VideoDecoder>),
     }
 }

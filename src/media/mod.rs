@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod h264;
 pub mod jitter;
 pub mod mjpeg;
 pub mod opus_codec;
