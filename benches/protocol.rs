@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prattle::proto::fragment::FrameMeta;
-use prattle::proto::{fragment_frame, CodecId, Message, Reassembler, ReassemblyEvent};
+use prattle::proto::{fragment_frame, CodecId, Message, Reassembler};
 
 fn protocol(c: &mut Criterion) {
     for size in [12_000usize, 60_000, 200_000] {
@@ -30,7 +30,8 @@ fn protocol(c: &mut Criterion) {
                 for f in fragment_frame(meta, &data).expect("fragment") {
                     let bytes = Message::Video(f).encode().expect("encode");
                     if let Ok(Message::Video(f)) = Message::decode(&bytes) {
-                        if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                        r.push(f, now);
+                        while let Some(c) = r.pop_ready() {
                             done = Some(c);
                         }
                     }

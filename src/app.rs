@@ -21,7 +21,7 @@ use crate::media::codec::{new_encoder, EncoderSettings};
 use crate::media::opus_codec::FRAME_SAMPLES;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
-use crate::proto::Reassembler;
+use crate::proto::{Reassembler, SendHistory};
 use crate::session::{Session, SessionConfig};
 use crate::stats::{CallStats, StatsWriter};
 use crate::systems::audio::{
@@ -212,9 +212,11 @@ impl App {
                 path: path.display().to_string(),
                 source,
             })?;
+            let interval = Duration::from_millis(opts.stats_interval);
             world.insert_resource(StatsOutput {
                 writer,
-                next: now + Duration::from_secs(1),
+                next: now + interval,
+                interval,
             });
         }
         world.insert_resource(Clock { now, start: now });
@@ -237,6 +239,7 @@ impl App {
             transport,
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
+            history: SendHistory::default(),
             known_peers: keys.known_peers(),
             keys,
         });

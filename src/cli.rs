@@ -68,6 +68,10 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     pub stats: Option<PathBuf>,
 
+    /// Milliseconds between two stats lines.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub stats_interval: u64,
+
     /// Microphone: a device name or id (see --list-devices), `tone[:HZ]`, a WAV file, or `none`.
     #[arg(long, value_name = "NAME", value_parser = MicSource::parse)]
     pub mic: Option<MicSource>,

@@ -74,6 +74,10 @@ pub struct CallStats {
     pub decode_errors: u64,
     /// Remote frames not decoded because a frame they depend on was lost.
     pub frames_skipped: u64,
+    /// Resend requests sent for missing video fragments.
+    pub nacks_sent: u64,
+    /// Video fragments sent again because the peer asked.
+    pub fragments_resent: u64,
     /// Datagrams that did not decode as messages.
     pub datagrams_malformed: u64,
     /// Media from someone not in the call.
@@ -155,6 +159,10 @@ pub struct StatsLine {
     pub remote_stamp: Option<u32>,
     /// The words both sides show for this call's encryption session.
     pub sas: Option<String>,
+    /// See [`CallStats`].
+    pub nacks_sent: u64,
+    /// See [`CallStats`].
+    pub fragments_resent: u64,
     /// Secure-channel handshakes completed.
     pub handshakes: u64,
     /// See [`CallStats`].

@@ -12,7 +12,7 @@ use crate::components::{
 use crate::keys::KeyStore;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
-use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent};
+use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory};
 use crate::session::{CallState, MediaState, Session, SessionEvent};
 use crate::stats::CallStats;
 use crate::systems::audio::{IncomingAudio, OutgoingAudio};
@@ -26,6 +26,8 @@ pub struct Network {
     pub session: Session,
     /// Joins video fragments.
     pub reassembler: Reassembler,
+    /// Recently sent video, to answer resend requests.
+    pub history: SendHistory,
     /// Keys of peers met before (trust on first use).
     pub known_peers: KnownPeers,
     /// Where they are saved.
@@ -122,13 +124,7 @@ impl Network {
     }
 
     /// Reads everything that arrived; complete frames and audio packets go to the decoders.
-    fn receive(
-        &mut self,
-        now: Instant,
-        stats: &mut CallStats,
-        incoming: &mut Incoming,
-        audio: &mut IncomingAudio,
-    ) {
+    fn receive(&mut self, now: Instant, stats: &mut CallStats, audio: &mut IncomingAudio) {
         while let Some((from, payload)) = self.transport.recv() {
             let msg = match Message::decode(&payload) {
                 Ok(m) => m,
@@ -145,9 +141,8 @@ impl Network {
                         continue;
                     }
                     self.session.note_media_from(from, now);
-                    if let ReassemblyEvent::Complete(frame) = self.reassembler.push(frag, now) {
+                    if let ReassemblyEvent::Completed(_) = self.reassembler.push(frag, now) {
                         stats.frames_received += 1;
-                        incoming.frames.push(frame);
                     }
                 }
                 Message::Audio(a) => {
@@ -159,6 +154,22 @@ impl Network {
                     // bounded: the decode stage drains this every tick
                     if audio.packets.len() < 256 {
                         audio.packets.push((a, now));
+                    }
+                }
+                Message::Nack { frame_id, missing } => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    let again: Vec<Vec<u8>> = self
+                        .history
+                        .resend(frame_id, missing.as_deref())
+                        .into_iter()
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    stats.fragments_resent += again.len() as u64;
+                    for d in again {
+                        self.transport.send(from, d, false);
                     }
                 }
                 control => self.session.handle(from, &control, now),
@@ -210,12 +221,17 @@ pub fn network(
         let Some(peer) = peer else { continue };
         match fragment_frame(meta, &data) {
             Ok(frags) => {
+                let mut datagrams = Vec::with_capacity(frags.len());
                 for f in frags {
                     match Message::Video(f).encode() {
-                        Ok(bytes) => net.transport.send(peer, bytes, false),
+                        Ok(bytes) => {
+                            net.transport.send(peer, bytes.clone(), false);
+                            datagrams.push(bytes);
+                        }
                         Err(e) => tracing::error!("fragment not encodable: {e}"),
                     }
                 }
+                net.history.record(meta.frame_id, datagrams, now);
                 stats.frames_sent += 1;
             }
             Err(e) => tracing::warn!("frame of {} bytes not sent: {e}", data.len()),
@@ -236,12 +252,28 @@ pub fn network(
     net.session.handle_timeout(now);
     net.flush_session();
     net.transport.poll(now);
-    net.receive(now, &mut stats, &mut incoming, &mut incoming_audio);
+    net.receive(now, &mut stats, &mut incoming_audio);
     // answer at once (accepts, state) rather than a tick later
     net.session.handle_timeout(now);
     net.flush_session();
     net.transport.poll(now);
     net.reassembler.expire(now);
+    while let Some(frame) = net.reassembler.pop_ready() {
+        incoming.frames.push(frame);
+    }
+    if let Some(peer) = peer {
+        for n in net.reassembler.nacks(now) {
+            if let Ok(bytes) = (Message::Nack {
+                frame_id: n.frame_id,
+                missing: n.missing,
+            })
+            .encode()
+            {
+                net.transport.send(peer, bytes, false);
+                stats.nacks_sent += 1;
+            }
+        }
+    }
     net.secure_events(&mut call);
 
     let (entity, ref mut stream, ref mut participant) = *remote;
@@ -250,6 +282,7 @@ pub fn network(
         match event {
             SessionEvent::Connected(addr) => {
                 net.reassembler.reset();
+                net.history.clear();
                 participant.name = addr.to_string();
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();

@@ -192,6 +192,8 @@ pub struct StatsOutput {
     pub writer: StatsWriter,
     /// When the next line is due.
     pub next: Instant,
+    /// Time between lines.
+    pub interval: Duration,
 }
 
 /// Builds the stats line for now.
@@ -240,6 +242,8 @@ pub fn stats_line(
         latency_ms_p99_total: stats.latency_total.quantile_ms(0.99),
         remote_stamp: stats.last_remote_stamp,
         sas: call.sas.clone(),
+        nacks_sent: stats.nacks_sent,
+        fragments_resent: stats.fragments_resent,
         handshakes: net.transport.secure_stats().handshakes_completed,
         audio_sent: stats.audio_sent,
         audio_received: stats.audio_received,
@@ -276,7 +280,8 @@ pub fn write_stats(
     if control.quit || clock.now < out.next {
         return;
     }
-    out.next += Duration::from_secs(1);
+    let interval = out.interval;
+    out.next += interval;
     let line = stats_line(&clock, &call, &net, &stats, *local, *remote);
     if let Err(e) = out.writer.write(&line) {
         tracing::warn!("stats file: {e}");

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use prattle::media::h264::H264Encoder;
 use prattle::media::mjpeg::MjpegEncoder;
 use prattle::media::opus_codec::{OpusEncoder, FRAME_SAMPLES};
 use prattle::media::pattern::TestPattern;
@@ -24,7 +25,7 @@ use prattle::proto::fragment::FrameMeta;
 use prattle::proto::{
     fragment_frame, AudioFrame, CodecId, Message, StateSnapshot, VideoFragment,
 };
-use prattle_fuzz::{ctl, record, EndpointDriver, CFG_CODE, CFG_CONNECT, CODE, SOURCES};
+use prattle_fuzz::{ctl, record, EndpointDriver, Records, CFG_CODE, CFG_CONNECT, CODE, SOURCES};
 
 struct Corpus {
     root: PathBuf,
@@ -93,6 +94,9 @@ fn messages(c: &mut Corpus) {
         c.put("message_decode", name, &enc(m));
     }
     c.put("message_decode", "video", &frag(10, 1, 3, b"jpeg bytes"));
+    let nack = |frame_id, missing| enc(Message::Nack { frame_id, missing });
+    c.put("message_decode", "nack", &nack(11, Some(vec![0, 2, 1023])));
+    c.put("message_decode", "nack_all", &nack(12, None));
 }
 
 fn reassembler(c: &mut Corpus) {
@@ -149,6 +153,21 @@ fn reassembler(c: &mut Corpus) {
         s.extend(record(TICK, &enc(Message::Video(f))));
     }
     c.put("reassembler", "split_frame", &s);
+
+    // a piece and a whole frame go missing: ticks ask for them, the resent piece fills the
+    // hole and the held frames follow; the never-seen frame is given up after the hold time
+    let mut s = Vec::new();
+    s.extend(record(TICK, &frag(20, 0, 2, b"a")));
+    s.extend(record(TICK, &frag(21, 0, 1, b"b")));
+    s.extend(record(TICK, &frag(23, 0, 1, b"d")));
+    s.extend(record(TICK_EXPIRE, &[]));
+    s.extend(record(TICK_EXPIRE, &[]));
+    s.extend(record(TICK, &frag(20, 1, 2, b"a2")));
+    s.extend(record(TICK_EXPIRE, &[]));
+    s.extend(record((60 << 1) | 1, &[])); // 240 ms: past the hold time
+    s.extend(record(TICK, &frag(24, 0, 1, b"e")));
+    s.extend(record(TICK_EXPIRE, &[]));
+    c.put("reassembler", "nack_and_hold", &s);
 }
 
 /// Real Opus packets of a tone, with in-band FEC.
@@ -264,6 +283,21 @@ fn mjpeg(c: &mut Corpus) {
     }
 }
 
+fn h264(c: &mut Corpus) {
+    // ctl bytes are ignored by the target; one access unit per record
+    let mut enc = H264Encoder::new(64, 48, 30.0, 60_000).expect("encoder");
+    let mut pattern = TestPattern::new(64, 48);
+    let units: Vec<Vec<u8>> = (0..4)
+        .map(|i| enc.encode(&pattern.render(i, 0), i == 0).expect("encode").data)
+        .collect();
+    let stream: Vec<u8> = units.iter().flat_map(|u| record(0, u)).collect();
+    c.put("h264_decode", "stream_64x48", &stream);
+    c.put("h264_decode", "keyframe_64x48", &record(0, &units[0]));
+    // a lost frame: later ones refer to a picture the decoder never had
+    let lossy: Vec<u8> = [0, 2, 3].iter().flat_map(|&i| record(0, &units[i])).collect();
+    c.put("h264_decode", "lost_frame", &lossy);
+}
+
 /// What the recorded peer does next.
 enum Act {
     /// The peer seals this plaintext to the endpoint under test.
@@ -307,7 +341,7 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
     let mut last_data = Vec::new();
 
     // delivers everything in flight, each side answering, until both are quiet
-    let mut pump = |t: &mut EndpointDriver,
+    let pump = |t: &mut EndpointDriver,
                     p: &mut SecureEndpoint,
                     to_p: &mut VecDeque<Vec<u8>>,
                     to_t: &mut VecDeque<Vec<u8>>,
@@ -338,11 +372,14 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
     for act in acts {
         match act {
             Act::Data(plain) => {
-                let d = p.seal(me, plain).expect("peer has a session");
-                last_data = d.clone();
-                to_t.push_back(d);
+                // after long gaps the peer may be between sessions: then it sends nothing
+                if let Some(d) = p.seal(me, plain) {
+                    last_data = d.clone();
+                    to_t.push_back(d);
+                }
             }
-            Act::Replay => to_t.push_back(last_data.clone()),
+            Act::Replay if !last_data.is_empty() => to_t.push_back(last_data.clone()),
+            Act::Replay => {}
             Act::Tick(v) => {
                 input.extend(record(ctl(0, *v), &[]));
                 let (_, sent) = t.step(ctl(0, *v), &[]);
@@ -360,6 +397,12 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
         s.dropped_replay,
         s.code_failures
     );
+    // the target replays the input on its own clock: it must reach the same state
+    let (mut r, _) = EndpointDriver::new(config, Instant::now());
+    for (c, body) in Records::new(&input[1..]) {
+        let _ = r.step(c, body);
+    }
+    assert_eq!(r.endpoint().stats(), s, "the recorded conversation replays exactly");
     (input, wire)
 }
 
@@ -377,8 +420,18 @@ fn secure(c: &mut Corpus) {
             "timers",
             CFG_CONNECT,
             Auth::Tofu,
-            // idle gaps, a rekey after 120 s, data in between
-            vec![Data(b"a"), Tick(40), Data(b"b"), Tick(50), Tick(50), Data(b"c"), Tick(63)],
+            // quiet gaps (stale re-handshakes), a rekey after 120 s, idle expiry
+            vec![
+                Data(b"a"),
+                Tick(33),
+                Data(b"b"),
+                Tick(35),
+                Data(b"c"),
+                Tick(50),
+                Data(b"d"),
+                Tick(63),
+                Data(b"e"),
+            ],
         ),
     ];
     let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -421,6 +474,7 @@ fn main() {
     jitter(&mut c);
     opus(&mut c);
     mjpeg(&mut c);
+    h264(&mut c);
     secure(&mut c);
     println!("wrote {} bytes of seeds under {}", c.bytes, c.root.display());
 }

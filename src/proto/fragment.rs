@@ -13,6 +13,17 @@ use super::ProtoError;
 pub const MAX_FRAMES_IN_FLIGHT: usize = 8;
 /// How long a partial frame may wait for its missing pieces.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(400);
+/// How long complete frames wait for an older, missing one (being resent) before they are
+/// released without it.
+pub const DEFAULT_HOLD: Duration = Duration::from_millis(200);
+/// A partial frame with no new piece for this long is missing some: ask for them.
+const NACK_QUIET: Duration = Duration::from_millis(15);
+/// Least time between two requests for the same frame.
+const NACK_RETRY: Duration = Duration::from_millis(40);
+/// Requests per frame at most.
+const MAX_NACKS: u8 = 4;
+/// Frames remembered as never seen at all, at most.
+const MAX_ABSENT: usize = 8;
 
 /// What describes an encoded frame besides its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +99,8 @@ pub struct ReassemblyStats {
 /// What happened to one pushed fragment, for callers that count or log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReassemblyEvent {
-    /// The fragment completed its frame.
-    Complete(CompleteFrame),
+    /// The fragment completed this frame; take frames with [`Reassembler::pop_ready`].
+    Completed(u32),
     /// The fragment was stored; its frame is still missing pieces.
     Pending,
     /// The fragment was dropped (late, duplicate or inconsistent).
@@ -102,14 +113,44 @@ struct Partial {
     pieces: Vec<Option<Vec<u8>>>,
     received: usize,
     first_seen: Instant,
+    last_arrival: Instant,
+    nacks: u8,
+    last_nack: Option<Instant>,
 }
 
-/// Joins fragments back into frames, in frame order, with bounded memory.
+/// A frame of which not one fragment arrived, though later frames did.
+#[derive(Debug)]
+struct Absent {
+    frame_id: u32,
+    noticed: Instant,
+    nacks: u8,
+    last_nack: Option<Instant>,
+}
+
+/// What to ask the sender to send again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NackRequest {
+    /// The frame.
+    pub frame_id: u32,
+    /// The missing fragment indices; `None`: the whole frame.
+    pub missing: Option<Vec<u16>>,
+}
+
+/// Joins fragments back into frames and hands them out strictly in frame order, with
+/// bounded memory. A frame that completes while an older one is still missing waits (at most
+/// the hold time) so that a resent fragment can fill the hole; [`Reassembler::nacks`] says
+/// what to ask for.
 #[derive(Debug)]
 pub struct Reassembler {
     partials: Vec<Partial>,
+    held: Vec<CompleteFrame>,
+    held_since: Option<Instant>,
+    ready: std::collections::VecDeque<CompleteFrame>,
     last_done: Option<u32>,
+    highest_seen: Option<u32>,
+    absent: Vec<Absent>,
     deadline: Duration,
+    hold: Duration,
     stats: ReassemblyStats,
 }
 
@@ -129,9 +170,132 @@ impl Reassembler {
     pub fn new(deadline: Duration) -> Self {
         Self {
             partials: Vec::with_capacity(MAX_FRAMES_IN_FLIGHT),
+            held: Vec::new(),
+            held_since: None,
+            ready: std::collections::VecDeque::new(),
             last_done: None,
+            highest_seen: None,
+            absent: Vec::new(),
             deadline,
+            hold: DEFAULT_HOLD,
             stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Sets how long complete frames wait for an older missing one.
+    pub fn with_hold(mut self, hold: Duration) -> Self {
+        self.hold = hold;
+        self
+    }
+
+    /// The next frame ready for the decoder, in frame order.
+    pub fn pop_ready(&mut self) -> Option<CompleteFrame> {
+        self.ready.pop_front()
+    }
+
+    /// What to ask the sender to resend now: pieces of frames that went quiet or were
+    /// overtaken, and frames never seen at all. Each frame is asked for a few times at most.
+    pub fn nacks(&mut self, now: Instant) -> Vec<NackRequest> {
+        let mut out = Vec::new();
+        let due = |n: u8, last: Option<Instant>| {
+            n < MAX_NACKS && last.is_none_or(|t| now.saturating_duration_since(t) >= NACK_RETRY)
+        };
+        let highest = self.highest_seen;
+        for p in &mut self.partials {
+            let overtaken = highest.is_some_and(|h| newer(h, p.meta.frame_id));
+            let quiet = now.saturating_duration_since(p.last_arrival) >= NACK_QUIET;
+            if (overtaken || quiet) && due(p.nacks, p.last_nack) {
+                p.nacks += 1;
+                p.last_nack = Some(now);
+                let missing: Vec<u16> = p
+                    .pieces
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, piece)| piece.is_none())
+                    .map(|(i, _)| i as u16)
+                    .take(crate::proto::message::MAX_NACK_INDICES)
+                    .collect();
+                out.push(NackRequest {
+                    frame_id: p.meta.frame_id,
+                    missing: Some(missing),
+                });
+            }
+        }
+        let (last_done, deadline) = (self.last_done, self.deadline);
+        self.absent.retain(|a| {
+            last_done.is_none_or(|d| newer(a.frame_id, d))
+                && now.saturating_duration_since(a.noticed) < deadline
+        });
+        for a in &mut self.absent {
+            if due(a.nacks, a.last_nack) {
+                a.nacks += 1;
+                a.last_nack = Some(now);
+                out.push(NackRequest {
+                    frame_id: a.frame_id,
+                    missing: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Hands out a complete frame in order, or holds it until the frames before it come.
+    fn deliver(&mut self, mut c: CompleteFrame, now: Instant) {
+        let id = c.meta.frame_id;
+        let in_order = match self.last_done {
+            Some(d) => id == d.wrapping_add(1),
+            // the first frame of a stream waits only for older frames already in progress
+            None => !self.partials.iter().any(|p| newer(id, p.meta.frame_id)),
+        };
+        if !in_order {
+            let pos = self
+                .held
+                .iter()
+                .position(|h| newer(h.meta.frame_id, c.meta.frame_id))
+                .unwrap_or(self.held.len());
+            self.held.insert(pos, c);
+            self.held_since.get_or_insert(now);
+            if self.held.len() > MAX_FRAMES_IN_FLIGHT {
+                self.release_held(true);
+            }
+            return;
+        }
+        c.gap = false;
+        self.last_done = Some(c.meta.frame_id);
+        self.ready.push_back(c);
+        // the hole is filled: everything held right behind it follows
+        while let Some(first) = self.held.first() {
+            let next = self.last_done.map(|d| d.wrapping_add(1));
+            if Some(first.meta.frame_id) != next {
+                break;
+            }
+            let mut f = self.held.remove(0);
+            f.gap = false;
+            self.last_done = Some(f.meta.frame_id);
+            self.ready.push_back(f);
+        }
+        self.held_since = if self.held.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
+    }
+
+    /// Gives up on the frames missing before the held ones: releases those, the first marked
+    /// as following a gap, and forgets the partial frames they overtook.
+    fn release_held(&mut self, _forced: bool) {
+        for mut f in std::mem::take(&mut self.held) {
+            f.gap = self
+                .last_done
+                .is_some_and(|d| f.meta.frame_id != d.wrapping_add(1));
+            self.last_done = Some(f.meta.frame_id);
+            self.ready.push_back(f);
+        }
+        self.held_since = None;
+        if let Some(done) = self.last_done {
+            let before = self.partials.len();
+            self.partials.retain(|q| newer(q.meta.frame_id, done));
+            self.stats.abandoned += (before - self.partials.len()) as u64;
         }
     }
 
@@ -143,7 +307,12 @@ impl Reassembler {
     /// Forgets every partial frame and the frame order, for a new call.
     pub fn reset(&mut self) {
         self.partials.clear();
+        self.held.clear();
+        self.held_since = None;
+        self.ready.clear();
         self.last_done = None;
+        self.highest_seen = None;
+        self.absent.clear();
     }
 
     /// Takes one fragment received at `now`. Call [`Reassembler::expire`] regularly too.
@@ -154,6 +323,7 @@ impl Reassembler {
                 return ReassemblyEvent::Dropped;
             }
         }
+        self.note_seen(frag.frame_id, now);
         let meta = FrameMeta {
             frame_id: frag.frame_id,
             keyframe: frag.keyframe,
@@ -186,6 +356,9 @@ impl Reassembler {
                     pieces: vec![None; frag.count as usize],
                     received: 0,
                     first_seen: now,
+                    last_arrival: now,
+                    nacks: 0,
+                    last_nack: None,
                 });
                 self.partials.len() - 1
             }
@@ -198,29 +371,56 @@ impl Reassembler {
         }
         *slot = Some(frag.payload);
         p.received += 1;
+        p.last_arrival = now;
         if p.received < p.pieces.len() {
             return ReassemblyEvent::Pending;
         }
         let p = self.partials.swap_remove(pos);
         let data: Vec<u8> = p.pieces.into_iter().flatten().flatten().collect();
-        let gap = match self.last_done {
-            Some(done) => p.meta.frame_id != done.wrapping_add(1),
-            None => false,
-        };
-        self.last_done = Some(p.meta.frame_id);
-        let before = self.partials.len();
-        self.partials
-            .retain(|q| newer(q.meta.frame_id, p.meta.frame_id));
-        self.stats.abandoned += (before - self.partials.len()) as u64;
         self.stats.completed += 1;
-        ReassemblyEvent::Complete(CompleteFrame {
-            meta: p.meta,
-            data,
-            gap,
-        })
+        self.deliver(
+            CompleteFrame {
+                meta: p.meta,
+                data,
+                gap: false,
+            },
+            now,
+        );
+        ReassemblyEvent::Completed(p.meta.frame_id)
     }
 
-    /// Abandons partial frames whose deadline has passed; returns how many.
+    /// Keeps the newest frame id seen, and remembers the ids skipped over as absent.
+    fn note_seen(&mut self, id: u32, now: Instant) {
+        self.absent.retain(|a| a.frame_id != id);
+        let Some(h) = self.highest_seen else {
+            self.highest_seen = Some(id);
+            return;
+        };
+        if !newer(id, h) {
+            return;
+        }
+        let skipped = id.wrapping_sub(h).wrapping_sub(1);
+        for k in skipped.saturating_sub(MAX_ABSENT as u32)..skipped {
+            let missing = h.wrapping_add(1).wrapping_add(k);
+            let known = self.partials.iter().any(|p| p.meta.frame_id == missing)
+                || self.absent.iter().any(|a| a.frame_id == missing);
+            if !known {
+                if self.absent.len() >= MAX_ABSENT {
+                    self.absent.remove(0);
+                }
+                self.absent.push(Absent {
+                    frame_id: missing,
+                    noticed: now,
+                    nacks: 0,
+                    last_nack: None,
+                });
+            }
+        }
+        self.highest_seen = Some(id);
+    }
+
+    /// Abandons partial frames whose deadline has passed and releases frames that waited
+    /// the hold time for a missing older one; returns how many partial frames were abandoned.
     pub fn expire(&mut self, now: Instant) -> usize {
         let deadline = self.deadline;
         let before = self.partials.len();
@@ -228,6 +428,12 @@ impl Reassembler {
             .retain(|p| now.saturating_duration_since(p.first_seen) < deadline);
         let n = before - self.partials.len();
         self.stats.abandoned += n as u64;
+        if self
+            .held_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.hold)
+        {
+            self.release_held(false);
+        }
         n
     }
 
@@ -306,7 +512,8 @@ mod tests {
             let now = Instant::now();
             let mut out = None;
             for f in frags {
-                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                r.push(f, now);
+                while let Some(c) = r.pop_ready() {
                     out = Some(c);
                 }
             }
@@ -335,13 +542,11 @@ mod tests {
         }
         let mut r = Reassembler::default();
         let now = Instant::now();
-        let completes: Vec<_> = frags
-            .into_iter()
-            .filter_map(|f| match r.push(f, now) {
-                ReassemblyEvent::Complete(c) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let mut completes = Vec::new();
+        for f in frags {
+            r.push(f, now);
+            completes.extend(std::iter::from_fn(|| r.pop_ready()));
+        }
         assert_eq!(completes.len(), 1);
         assert_eq!(completes[0].data, data);
         // the duplicate arrives either before completion (counted duplicate) or after (late)
@@ -372,13 +577,21 @@ mod tests {
                 in_flight.drain(..).partition(|(t, _)| *t <= id as usize);
             in_flight = later;
             for (_, f) in due {
-                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                r.push(f, now);
+                while let Some(c) = r.pop_ready() {
                     assert_eq!(c.data, frame_bytes(c.meta.frame_id, c.data.len()));
                     delivered.push(c.meta.frame_id);
                 }
             }
             r.expire(now);
+            while let Some(c) = r.pop_ready() {
+                delivered.push(c.meta.frame_id);
+            }
             assert!(r.partials.len() <= MAX_FRAMES_IN_FLIGHT);
+        }
+        r.expire(start + Duration::from_secs(60));
+        while let Some(c) = r.pop_ready() {
+            delivered.push(c.meta.frame_id);
         }
         assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order");
         assert!(
@@ -446,12 +659,69 @@ mod tests {
         let mut gaps = Vec::new();
         for id in [0u32, 1, 3] {
             for f in fragment_frame(meta(id), &frame_bytes(id, 100)).expect("fragment") {
-                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                r.push(f, now);
+                while let Some(c) = r.pop_ready() {
                     gaps.push(c.gap);
                 }
             }
         }
+        assert_eq!(gaps, vec![false, false], "3 waits for 2");
+        r.expire(now + DEFAULT_HOLD);
+        gaps.extend(std::iter::from_fn(|| r.pop_ready()).map(|c| c.gap));
         assert_eq!(gaps, vec![false, false, true]);
+    }
+
+    #[test]
+    fn a_resent_fragment_fills_the_hole_and_the_held_frames_follow_in_order() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        let f1 = fragment_frame(meta(1), &frame_bytes(1, 5_000)).expect("fragment");
+        let f2 = fragment_frame(meta(2), &frame_bytes(2, 5_000)).expect("fragment");
+        for f in f1.iter().skip(1) {
+            r.push(f.clone(), t0);
+        }
+        for f in &f2 {
+            r.push(f.clone(), t0);
+        }
+        assert!(r.pop_ready().is_none(), "frame 2 waits for frame 1");
+        let asks = r.nacks(t0);
+        assert_eq!(
+            asks,
+            vec![NackRequest {
+                frame_id: 1,
+                missing: Some(vec![0])
+            }],
+            "frame 1, overtaken by frame 2, asks for its first piece"
+        );
+        assert!(
+            r.nacks(t0 + Duration::from_millis(5)).is_empty(),
+            "not again at once"
+        );
+        r.push(f1[0].clone(), t0 + Duration::from_millis(10));
+        let got: Vec<(u32, bool)> = std::iter::from_fn(|| r.pop_ready())
+            .map(|c| (c.meta.frame_id, c.gap))
+            .collect();
+        assert_eq!(got, vec![(1, false), (2, false)]);
+    }
+
+    #[test]
+    fn a_frame_never_seen_is_asked_for_whole_a_few_times() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        for id in [0u32, 2] {
+            for f in fragment_frame(meta(id), &frame_bytes(id, 100)).expect("fragment") {
+                r.push(f, t0);
+            }
+        }
+        let mut asked = 0;
+        for k in 0..20 {
+            asked += r
+                .nacks(t0 + Duration::from_millis(50 * k))
+                .iter()
+                .filter(|n| n.frame_id == 1 && n.missing.is_none())
+                .count();
+        }
+        assert!((1..=MAX_NACKS as usize).contains(&asked), "{asked}");
     }
 
     #[test]
@@ -461,7 +731,8 @@ mod tests {
         let mut got = Vec::new();
         for id in [u32::MAX - 1, u32::MAX, 0, 1] {
             for f in fragment_frame(meta(id), &frame_bytes(id, 10)).expect("fragment") {
-                if let ReassemblyEvent::Complete(c) = r.push(f, now) {
+                r.push(f, now);
+                while let Some(c) = r.pop_ready() {
                     got.push(c.meta.frame_id);
                 }
             }

@@ -29,6 +29,12 @@ const KIND_BYE: u8 = 4;
 const KIND_KEYFRAME_REQUEST: u8 = 5;
 const KIND_VIDEO: u8 = 6;
 const KIND_AUDIO: u8 = 7;
+const KIND_NACK: u8 = 8;
+
+/// Fragment indices one resend request names at most.
+pub const MAX_NACK_INDICES: usize = 128;
+/// Marks a request for a whole frame.
+const NACK_ALL: u16 = u16::MAX;
 
 /// Largest encoded audio frame we carry (Opus at 510 kbit/s for 20 ms is 1275; we use far less).
 pub const MAX_AUDIO_PAYLOAD: usize = 1000;
@@ -131,6 +137,13 @@ pub enum Message {
     Video(VideoFragment),
     /// One encoded audio frame.
     Audio(AudioFrame),
+    /// "Send these fragments of this frame again" (`None`: all of it).
+    Nack {
+        /// The frame.
+        frame_id: u32,
+        /// Missing fragment indices, or the whole frame.
+        missing: Option<Vec<u16>>,
+    },
 }
 
 /// One encoded audio frame, sent unreliably.
@@ -183,6 +196,22 @@ impl Message {
                 w.u8(KIND_KEYFRAME_REQUEST);
                 w.u64(*from);
                 w.u32(*frame_id);
+            }
+            Message::Nack { frame_id, missing } => {
+                w.u8(KIND_NACK);
+                w.u32(*frame_id);
+                match missing {
+                    None => w.u16(NACK_ALL),
+                    Some(m) => {
+                        if m.len() > MAX_NACK_INDICES {
+                            return Err(ProtoError::Invalid("too many indices"));
+                        }
+                        w.u16(m.len() as u16);
+                        for i in m {
+                            w.u16(*i);
+                        }
+                    }
+                }
             }
             Message::Audio(a) => {
                 if a.payload.is_empty() || a.payload.len() > MAX_AUDIO_PAYLOAD {
@@ -279,6 +308,27 @@ impl Message {
                 validate_video(&v)?;
                 Message::Video(v)
             }
+            KIND_NACK => {
+                let frame_id = r.u32()?;
+                let n = r.u16()?;
+                let missing = if n == NACK_ALL {
+                    None
+                } else {
+                    if usize::from(n) > MAX_NACK_INDICES {
+                        return Err(ProtoError::Invalid("too many indices"));
+                    }
+                    let mut v = Vec::with_capacity(usize::from(n));
+                    for _ in 0..n {
+                        let i = r.u16()?;
+                        if i >= MAX_FRAGMENTS {
+                            return Err(ProtoError::Invalid("fragment index"));
+                        }
+                        v.push(i);
+                    }
+                    Some(v)
+                };
+                Message::Nack { frame_id, missing }
+            }
             KIND_AUDIO => {
                 let seq = r.u32()?;
                 let timestamp = r.u32()?;
@@ -308,7 +358,7 @@ impl Message {
             | Message::Bye { from }
             | Message::KeyframeRequest { from, .. } => Some(*from),
             Message::State(s) => Some(s.from),
-            Message::Video(_) | Message::Audio(_) => None,
+            Message::Video(_) | Message::Audio(_) | Message::Nack { .. } => None,
         }
     }
 }
@@ -369,6 +419,14 @@ mod tests {
                 frame_id: 9,
             },
             Message::Video(fragment()),
+            Message::Nack {
+                frame_id: 3,
+                missing: Some(vec![0, 5, 9]),
+            },
+            Message::Nack {
+                frame_id: 4,
+                missing: None,
+            },
             Message::Audio(AudioFrame {
                 seq: 1,
                 timestamp: 960,

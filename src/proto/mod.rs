@@ -1,10 +1,12 @@
 //! The wire: message types, their encoding, and frame fragmentation — pure, no IO.
 
 pub mod fragment;
+pub mod history;
 pub mod message;
 pub mod wire;
 
-pub use fragment::{fragment_frame, Reassembler, ReassemblyEvent};
+pub use fragment::{fragment_frame, NackRequest, Reassembler, ReassemblyEvent};
+pub use history::SendHistory;
 pub use message::{AudioFrame, CodecId, Message, StateSnapshot, VideoFragment};
 
 /// Why a received datagram was dropped.

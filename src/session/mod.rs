@@ -285,7 +285,7 @@ impl Session {
                     self.events.push_back(SessionEvent::KeyframeRequested);
                 }
             }
-            Message::Video(_) | Message::Audio(_) => {}
+            Message::Video(_) | Message::Audio(_) | Message::Nack { .. } => {}
         }
     }
 

@@ -1,0 +1,153 @@
+//! Two real peers through `prattle-relay`: 5 % loss each way, and a 2-second outage.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, num, scratch, Peer};
+
+fn relay(listen: u16, to: u16, spec: &str, control: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_prattle-relay"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--to",
+            &format!("127.0.0.1:{to}"),
+        ])
+        .args([
+            "--up",
+            spec,
+            "--down",
+            spec,
+            "--seed",
+            "7",
+            "--duration",
+            "60",
+        ])
+        .arg("--control")
+        .arg(control)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prattle-relay")
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn five_percent_loss_still_shows_most_frames() {
+    let dir = scratch("lossy");
+    let (pa, pb, pr) = (free_port(), free_port(), free_port());
+    let _relay = Killed(relay(pr, pa, "loss=5%", &dir.join("control")));
+    let a = Peer::start(
+        &dir,
+        "a",
+        pa,
+        &["--headless", "--camera", "test", "--duration", "40"],
+        &[],
+    );
+    let b = Peer::start(
+        &dir,
+        "b",
+        pb,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--peer",
+            &format!("127.0.0.1:{pr}"),
+        ],
+        &[],
+    );
+    let first = a.wait_for(Duration::from_secs(15), "the call", |l| {
+        l["state"] == "connected" && num(l, "frames_shown") > 10.0
+    });
+    let b_first = b.last();
+    std::thread::sleep(Duration::from_secs(10));
+    let (last, b_last) = (a.last(), b.last());
+    let sent = num(&b_last, "frames_sent") - num(&b_first, "frames_sent");
+    let shown = num(&last, "frames_shown") - num(&first, "frames_shown");
+    eprintln!(
+        "5% loss: {shown} of {sent} frames shown; nacks {} resent {}",
+        num(&last, "nacks_sent"),
+        num(&b_last, "fragments_resent")
+    );
+    assert!(sent > 200.0, "{sent} frames sent");
+    assert!(
+        shown >= 0.8 * sent,
+        "{shown} of {sent} frames shown at 5 % loss"
+    );
+    assert!(
+        num(&last, "nacks_sent") > 0.0 && num(&b_last, "fragments_resent") > 0.0,
+        "losses were repaired"
+    );
+}
+
+#[test]
+fn video_resumes_within_a_second_after_a_two_second_outage() {
+    let dir = scratch("outage");
+    let (pa, pb, pr) = (free_port(), free_port(), free_port());
+    let control = dir.join("control");
+    std::fs::write(&control, "outage=off").expect("control file");
+    let _relay = Killed(relay(pr, pa, "clean", &control));
+    let a = Peer::start(
+        &dir,
+        "a",
+        pa,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--duration",
+            "40",
+            "--stats-interval",
+            "100",
+        ],
+        &[],
+    );
+    let _b = Peer::start(
+        &dir,
+        "b",
+        pb,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--peer",
+            &format!("127.0.0.1:{pr}"),
+        ],
+        &[],
+    );
+    a.wait_for(Duration::from_secs(15), "the call", |l| {
+        l["state"] == "connected" && num(l, "frames_shown") > 30.0
+    });
+    std::fs::write(&control, "outage=on").expect("cut");
+    std::thread::sleep(Duration::from_millis(500));
+    let during = num(&a.last(), "frames_shown");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        num(&a.last(), "frames_shown") <= during + 1.0,
+        "the link is down"
+    );
+    std::fs::write(&control, "outage=off").expect("restore");
+    let back = Instant::now();
+    // the relay reads its control file every 100 ms; the stats come every 100 ms
+    let l = a.wait_for(Duration::from_secs(5), "video again", |l| {
+        num(l, "frames_shown") > during + 5.0
+    });
+    let took = back.elapsed();
+    eprintln!("video back after {took:?}: {l}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "video resumed {took:?} after the link came back"
+    );
+    assert_eq!(l["state"], "connected");
+}
