@@ -23,6 +23,11 @@ fn tones_cross_both_ways_and_mute_silences() {
             "--headless",
             "--camera",
             "test",
+            "--size",
+            "320x240",
+            // a buffer that rides out a busy CI machine; the latency bench measures the default
+            "--audio-buffer-ms",
+            "20",
             "--mic",
             "micA.monitor",
             "--speaker",
@@ -40,6 +45,11 @@ fn tones_cross_both_ways_and_mute_silences() {
             "--headless",
             "--camera",
             "test",
+            "--size",
+            "320x240",
+            // a buffer that rides out a busy CI machine; the latency bench measures the default
+            "--audio-buffer-ms",
+            "20",
             "--mic",
             "micB.monitor",
             "--speaker",
