@@ -19,6 +19,7 @@ use crate::devices::window::{Window, WindowError};
 use crate::keys::KeyStore;
 use crate::media::codec::{new_encoder, EncoderSettings};
 use crate::media::opus_codec::FRAME_SAMPLES;
+use crate::media::rate::RateController;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
 use crate::proto::{Reassembler, SendHistory};
@@ -32,7 +33,7 @@ use crate::systems::capture::{capture, CameraDevice};
 use crate::systems::decode::{decode, Decoder};
 use crate::systems::encode::{encode, Encoder};
 use crate::systems::input::{input, StdinKeys};
-use crate::systems::network::{network, Network};
+use crate::systems::network::{network, Network, RxWindow};
 use crate::systems::render::{
     render, stats_line, write_stats, RenderSettings, RenderState, StatsOutput,
 };
@@ -240,6 +241,9 @@ impl App {
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
             history: SendHistory::default(),
+            rate: RateController::new(opts.bitrate, 150_000, opts.bitrate),
+            rx: RxWindow::new(now),
+            new_bitrate: None,
             known_peers: keys.known_peers(),
             keys,
         });

@@ -135,4 +135,6 @@ pub struct KeyframeFeedback {
     pub need_keyframe: Option<u32>,
     /// A new call started: the decoder starts over.
     pub new_stream: bool,
+    /// The bitrate the encoder should now aim at.
+    pub target_bitrate: Option<u32>,
 }

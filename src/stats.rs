@@ -76,6 +76,8 @@ pub struct CallStats {
     pub frames_skipped: u64,
     /// Resend requests sent for missing video fragments.
     pub nacks_sent: u64,
+    /// Our video bitrate target, bit/s.
+    pub video_bitrate: u32,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
     /// Datagrams that did not decode as messages.
@@ -161,6 +163,8 @@ pub struct StatsLine {
     pub sas: Option<String>,
     /// See [`CallStats`].
     pub nacks_sent: u64,
+    /// Our video bitrate target, kbit/s (H.264; the peer's reports steer it).
+    pub video_kbps: u32,
     /// See [`CallStats`].
     pub fragments_resent: u64,
     /// Secure-channel handshakes completed.

@@ -45,6 +45,11 @@ pub fn encode(
     let Ok(codec) = encoder.codec.get_mut() else {
         return;
     };
+    if let Some(bps) = feedback.target_bitrate.take() {
+        if let Err(e) = codec.set_target_bitrate(bps) {
+            tracing::warn!("bitrate {bps}: {e}");
+        }
+    }
     match codec.encode(frame, force) {
         Ok(enc) => {
             let meta = FrameMeta {

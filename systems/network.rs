@@ -10,6 +10,7 @@ use crate::components::{
     Participant, Remote, VideoStream,
 };
 use crate::keys::KeyStore;
+use crate::media::rate::{RateController, ReceiverReport};
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
 use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory};
@@ -28,11 +29,57 @@ pub struct Network {
     pub reassembler: Reassembler,
     /// Recently sent video, to answer resend requests.
     pub history: SendHistory,
+    /// Our video bitrate, steered by the peer's reports.
+    pub rate: RateController,
+    /// What arrived of the peer's video since the last report we sent.
+    pub rx: RxWindow,
+    /// A bitrate for the encoder, decided this tick.
+    pub new_bitrate: Option<u32>,
     /// Keys of peers met before (trust on first use).
     pub known_peers: KnownPeers,
     /// Where they are saved.
     pub keys: KeyStore,
 }
+
+/// Received video since the last report.
+#[derive(Debug)]
+pub struct RxWindow {
+    since: Instant,
+    bytes: u64,
+    fragments: u64,
+    missing: u64,
+}
+
+impl RxWindow {
+    /// An empty window starting at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            bytes: 0,
+            fragments: 0,
+            missing: 0,
+        }
+    }
+
+    /// The report for the window if it is due, and a fresh window.
+    fn report_due(&mut self, now: Instant) -> Option<Message> {
+        let dt = now.saturating_duration_since(self.since);
+        if dt < REPORT_EVERY {
+            return None;
+        }
+        let seen = self.fragments + self.missing;
+        let loss_permille = (self.missing * 1000).checked_div(seen).unwrap_or(0) as u16;
+        let receive_kbps = (self.bytes * 8 / dt.as_millis().max(1) as u64) as u32;
+        *self = Self::new(now);
+        Some(Message::Report {
+            loss_permille,
+            receive_kbps,
+        })
+    }
+}
+
+/// How often the receiver reports what it saw.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Network {
     /// Handles what the secure channel reports: pins keys on first contact, refuses a
@@ -141,6 +188,8 @@ impl Network {
                         continue;
                     }
                     self.session.note_media_from(from, now);
+                    self.rx.bytes += frag.payload.len() as u64;
+                    self.rx.fragments += 1;
                     if let ReassemblyEvent::Completed(_) = self.reassembler.push(frag, now) {
                         stats.frames_received += 1;
                     }
@@ -154,6 +203,23 @@ impl Network {
                     // bounded: the decode stage drains this every tick
                     if audio.packets.len() < 256 {
                         audio.packets.push((a, now));
+                    }
+                }
+                Message::Report {
+                    loss_permille,
+                    receive_kbps,
+                } => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    let report = ReceiverReport {
+                        loss: f32::from(loss_permille) / 1000.0,
+                        receive_bps: receive_kbps.saturating_mul(1000),
+                    };
+                    if let Some(bps) = self.rate.on_report(report, now) {
+                        tracing::debug!(bps, ?report, "video bitrate");
+                        self.new_bitrate = Some(bps);
                     }
                 }
                 Message::Nack { frame_id, missing } => {
@@ -262,7 +328,13 @@ pub fn network(
         incoming.frames.push(frame);
     }
     if let Some(peer) = peer {
+        if let Some(report) = net.rx.report_due(now) {
+            if let Ok(bytes) = report.encode() {
+                net.transport.send(peer, bytes, false);
+            }
+        }
         for n in net.reassembler.nacks(now) {
+            net.rx.missing += n.missing.as_ref().map_or(4, |m| m.len() as u64);
             if let Ok(bytes) = (Message::Nack {
                 frame_id: n.frame_id,
                 missing: n.missing,
@@ -275,6 +347,10 @@ pub fn network(
         }
     }
     net.secure_events(&mut call);
+    if let Some(bps) = net.new_bitrate.take() {
+        feedback.target_bitrate = Some(bps);
+    }
+    stats.video_bitrate = net.rate.bitrate();
 
     let (entity, ref mut stream, ref mut participant) = *remote;
     while let Some(event) = net.session.poll_event() {

@@ -243,6 +243,7 @@ pub fn stats_line(
         remote_stamp: stats.last_remote_stamp,
         sas: call.sas.clone(),
         nacks_sent: stats.nacks_sent,
+        video_kbps: stats.video_bitrate / 1000,
         fragments_resent: stats.fragments_resent,
         handshakes: net.transport.secure_stats().handshakes_completed,
         audio_sent: stats.audio_sent,

@@ -151,3 +151,59 @@ fn video_resumes_within_a_second_after_a_two_second_outage() {
     );
     assert_eq!(l["state"], "connected");
 }
+
+#[test]
+fn bitrate_falls_under_a_rate_cap_and_climbs_back_when_it_lifts() {
+    let dir = scratch("ratecap");
+    let (pa, pb, pr) = (free_port(), free_port(), free_port());
+    let control = dir.join("control");
+    std::fs::write(&control, "up=clean;down=clean").expect("control file");
+    let _relay = Killed(relay(pr, pa, "clean", &control));
+    let a = Peer::start(
+        &dir,
+        "a",
+        pa,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--duration",
+            "60",
+            "--stats-interval",
+            "250",
+        ],
+        &[],
+    );
+    let _b = Peer::start(
+        &dir,
+        "b",
+        pb,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--peer",
+            &format!("127.0.0.1:{pr}"),
+        ],
+        &[],
+    );
+    a.wait_for(Duration::from_secs(15), "the call", |l| {
+        l["state"] == "connected" && num(l, "frames_shown") > 30.0
+    });
+    assert_eq!(num(&a.last(), "video_kbps"), 1500.0, "starts at --bitrate");
+    std::fs::write(&control, "up=rate=600kbit;down=rate=600kbit").expect("cap");
+    let capped = a.wait_for(Duration::from_secs(15), "A's bitrate under the cap", |l| {
+        num(l, "video_kbps") > 0.0 && num(l, "video_kbps") <= 600.0
+    });
+    eprintln!("capped: {}", capped["video_kbps"]);
+    let shown = num(&capped, "frames_shown");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        num(&a.last(), "frames_shown") > shown + 40.0,
+        "video goes on under the cap"
+    );
+    std::fs::write(&control, "up=clean;down=clean").expect("lift");
+    a.wait_for(Duration::from_secs(20), "A's bitrate back up", |l| {
+        num(l, "video_kbps") >= 1200.0
+    });
+}

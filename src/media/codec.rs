@@ -56,6 +56,10 @@ pub trait VideoEncoder: Send {
         frame: &VideoFrame,
         force_keyframe: bool,
     ) -> Result<EncodedFrame, CodecError>;
+    /// Changes the target bitrate; codecs without one ignore it.
+    fn set_target_bitrate(&mut self, _bps: u32) -> Result<(), CodecError> {
+        Ok(())
+    }
 }
 
 /// Turns bytes back into pictures.

@@ -541,6 +541,10 @@ impl VideoEncoder for H264Encoder {
         CodecId::H264
     }
 
+    fn set_target_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+        self.set_bitrate(bps)
+    }
+
     fn encode(
         &mut self,
         frame: &VideoFrame,

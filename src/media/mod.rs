@@ -7,6 +7,7 @@ pub mod jitter;
 pub mod mjpeg;
 pub mod opus_codec;
 pub mod pattern;
+pub mod rate;
 pub mod stamp;
 
 pub use codec::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder};

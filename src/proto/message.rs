@@ -30,6 +30,7 @@ const KIND_KEYFRAME_REQUEST: u8 = 5;
 const KIND_VIDEO: u8 = 6;
 const KIND_AUDIO: u8 = 7;
 const KIND_NACK: u8 = 8;
+const KIND_REPORT: u8 = 9;
 
 /// Fragment indices one resend request names at most.
 pub const MAX_NACK_INDICES: usize = 128;
@@ -137,6 +138,13 @@ pub enum Message {
     Video(VideoFragment),
     /// One encoded audio frame.
     Audio(AudioFrame),
+    /// What the receiver saw of our video lately, for bandwidth adaptation.
+    Report {
+        /// Missing video fragments, per thousand.
+        loss_permille: u16,
+        /// Video that arrived, kbit/s.
+        receive_kbps: u32,
+    },
     /// "Send these fragments of this frame again" (`None`: all of it).
     Nack {
         /// The frame.
@@ -196,6 +204,14 @@ impl Message {
                 w.u8(KIND_KEYFRAME_REQUEST);
                 w.u64(*from);
                 w.u32(*frame_id);
+            }
+            Message::Report {
+                loss_permille,
+                receive_kbps,
+            } => {
+                w.u8(KIND_REPORT);
+                w.u16((*loss_permille).min(1000));
+                w.u32(*receive_kbps);
             }
             Message::Nack { frame_id, missing } => {
                 w.u8(KIND_NACK);
@@ -308,6 +324,16 @@ impl Message {
                 validate_video(&v)?;
                 Message::Video(v)
             }
+            KIND_REPORT => {
+                let loss_permille = r.u16()?;
+                if loss_permille > 1000 {
+                    return Err(ProtoError::Invalid("loss"));
+                }
+                Message::Report {
+                    loss_permille,
+                    receive_kbps: r.u32()?,
+                }
+            }
             KIND_NACK => {
                 let frame_id = r.u32()?;
                 let n = r.u16()?;
@@ -358,7 +384,10 @@ impl Message {
             | Message::Bye { from }
             | Message::KeyframeRequest { from, .. } => Some(*from),
             Message::State(s) => Some(s.from),
-            Message::Video(_) | Message::Audio(_) | Message::Nack { .. } => None,
+            Message::Video(_)
+            | Message::Audio(_)
+            | Message::Nack { .. }
+            | Message::Report { .. } => None,
         }
     }
 }
@@ -426,6 +455,10 @@ mod tests {
             Message::Nack {
                 frame_id: 4,
                 missing: None,
+            },
+            Message::Report {
+                loss_permille: 25,
+                receive_kbps: 1_234,
             },
             Message::Audio(AudioFrame {
                 seq: 1,

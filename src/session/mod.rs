@@ -285,7 +285,10 @@ impl Session {
                     self.events.push_back(SessionEvent::KeyframeRequested);
                 }
             }
-            Message::Video(_) | Message::Audio(_) | Message::Nack { .. } => {}
+            Message::Video(_)
+            | Message::Audio(_)
+            | Message::Nack { .. }
+            | Message::Report { .. } => {}
         }
     }
 
