@@ -3,6 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prattle::media::h264::{H264Decoder, H264Encoder};
 use prattle::media::mjpeg::{MjpegDecoder, MjpegEncoder};
 use prattle::media::pattern::TestPattern;
 use prattle::media::{VideoDecoder, VideoEncoder};
@@ -31,6 +32,35 @@ fn codec(c: &mut Criterion) {
         });
         g.finish();
         eprintln!("mjpeg {w}x{h} q75: {} bytes per frame", jpeg.data.len());
+
+        // H.264 at 1.5 Mbit/s on a moving pattern: P-frames after the first keyframe
+        let mut enc = H264Encoder::new(w, h, 30.0, 1_500_000).expect("h264 encoder");
+        let mut pattern = TestPattern::new(w, h);
+        let frames: Vec<_> = (1..=60).map(|i| pattern.render(i, 0)).collect();
+        let stream: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| enc.encode(f, false).expect("encode").data)
+            .collect();
+        let mut g = c.benchmark_group(format!("h264_{w}x{h}"));
+        g.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        g.bench_function("encode_1500k", |b| {
+            b.iter(|| {
+                i = (i + 1) % frames.len();
+                black_box(enc.encode(black_box(&frames[i]), false).expect("encode"))
+            })
+        });
+        // the whole 2-second stream (one keyframe, then P-frames) through a fresh decoder
+        g.throughput(Throughput::Elements(stream.len() as u64));
+        g.bench_function("decode_stream_per_frame", |b| {
+            b.iter(|| {
+                let mut d = H264Decoder::new().expect("decoder");
+                for e in &stream {
+                    black_box(d.decode(black_box(e)).ok());
+                }
+            })
+        });
+        g.finish();
     }
 }
 

@@ -92,6 +92,14 @@ pub struct CallStats {
     pub last_remote_stamp: Option<u32>,
     /// Shown remote pictures whose stamp could be read.
     pub remote_stamps_read: u64,
+    /// When the last remote frame was shown.
+    pub last_shown: Option<std::time::Instant>,
+    /// Longest time between two shown remote frames in a call, ms.
+    pub longest_freeze_ms: f64,
+    /// Sum and count of Y-PSNR measurements of stamped pictures against the regenerated source.
+    pub psnr_sum: f64,
+    /// See `psnr_sum`.
+    pub psnr_count: u64,
     /// Audio packets sent.
     pub audio_sent: u64,
     /// Audio packets received from the peer.
@@ -153,6 +161,12 @@ pub struct StatsLine {
     pub latency_ms_p50: Option<f64>,
     /// capture→shown latency 99th percentile over the last second, ms.
     pub latency_ms_p99: Option<f64>,
+    /// capture→shown latency 95th percentile over the whole call, ms.
+    pub latency_ms_p95_total: Option<f64>,
+    /// Longest time between two shown remote frames during the call, ms.
+    pub longest_freeze_ms: f64,
+    /// Mean Y-PSNR of shown test-pattern pictures against the source regenerated from their stamp, dB.
+    pub psnr_y_db: Option<f64>,
     /// capture→shown latency median over the whole call, ms.
     pub latency_ms_p50_total: Option<f64>,
     /// capture→shown latency 99th percentile over the whole call, ms.

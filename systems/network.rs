@@ -334,7 +334,9 @@ pub fn network(
             }
         }
         for n in net.reassembler.nacks(now) {
-            net.rx.missing += n.missing.as_ref().map_or(4, |m| m.len() as u64);
+            if n.first {
+                net.rx.missing += n.missing.as_ref().map_or(4, |m| m.len() as u64);
+            }
             if let Ok(bytes) = (Message::Nack {
                 frame_id: n.frame_id,
                 missing: n.missing,

@@ -8,6 +8,7 @@ use bevy_ecs::prelude::*;
 use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoStream};
 use crate::devices::window::{Overlay, PaneShow, Window};
 use crate::media::frame::unix_micros;
+use crate::media::pattern::TestPattern;
 use crate::media::stamp::{read_stamp, Picture, Rect};
 use crate::net::SocketCounters;
 use crate::session::CallState;
@@ -178,11 +179,48 @@ pub fn render(
             if let Some(s) = read_stamp(&pic, Rect::full(f.width, f.height), false) {
                 stats.last_remote_stamp = Some(s.frame_no);
                 stats.remote_stamps_read += 1;
+                // the pattern is a function of its stamp: rebuild the source and compare
+                if stats.remote_stamps_read % 15 == 1 {
+                    let src = TestPattern::new(f.width, f.height).render(s.frame_no, s.capture_us);
+                    if let Some(db) = psnr_y(&src.data, &f.data) {
+                        stats.psnr_sum += db;
+                        stats.psnr_count += 1;
+                    }
+                }
             }
+            if let Some(t) = stats.last_shown {
+                let gap = clock.now.saturating_duration_since(t).as_secs_f64() * 1000.0;
+                stats.longest_freeze_ms = stats.longest_freeze_ms.max(gap);
+            }
+            stats.last_shown = Some(clock.now);
         }
+    }
+    if !connected {
+        stats.last_shown = None;
     }
     rstream.fresh = false;
     lstream.fresh = false;
+}
+
+/// Y-PSNR of two BGR pictures of the same size, dB (capped at 99 for identical pictures).
+pub fn psnr_y(a: &[u8], b: &[u8]) -> Option<f64> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let luma =
+        |p: &[u8]| 0.114 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.299 * f64::from(p[2]);
+    let (mut se, mut n) = (0f64, 0f64);
+    for (x, y) in a.chunks_exact(3).zip(b.chunks_exact(3)) {
+        let d = luma(x) - luma(y);
+        se += d * d;
+        n += 1.0;
+    }
+    let mse = se / n;
+    Some(if mse <= 1e-10 {
+        99.0
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    })
 }
 
 /// Where the stats lines go.
@@ -238,6 +276,9 @@ pub fn stats_line(
             + stats.media_outside_call,
         latency_ms_p50: stats.latency_window.quantile_ms(0.5),
         latency_ms_p99: stats.latency_window.quantile_ms(0.99),
+        latency_ms_p95_total: stats.latency_total.quantile_ms(0.95),
+        longest_freeze_ms: stats.longest_freeze_ms,
+        psnr_y_db: (stats.psnr_count > 0).then(|| stats.psnr_sum / stats.psnr_count as f64),
         latency_ms_p50_total: stats.latency_total.quantile_ms(0.5),
         latency_ms_p99_total: stats.latency_total.quantile_ms(0.99),
         remote_stamp: stats.last_remote_stamp,

@@ -56,6 +56,35 @@ impl VideoEncoder for MjpegEncoder {
     }
 }
 
+/// Largest picture side decoded; a forged header must not make the library allocate gigabytes.
+const MAX_SIDE: u16 = 4096;
+
+/// The picture size in a JPEG's frame header (SOFn), without decoding anything.
+fn jpeg_size(data: &[u8]) -> Option<(u16, u16)> {
+    let mut i = 2;
+    while i + 4 <= data.len() {
+        if data[i] != 0xFF {
+            return None;
+        }
+        let marker = data[i + 1];
+        let len = usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            let h = data.get(i + 5..i + 7)?;
+            let w = data.get(i + 7..i + 9)?;
+            return Some((
+                u16::from_be_bytes([w[0], w[1]]),
+                u16::from_be_bytes([h[0], h[1]]),
+            ));
+        }
+        if len < 2 {
+            return None;
+        }
+        i += 2 + len;
+    }
+    None
+}
+
 /// JPEG decoder.
 #[derive(Debug, Default)]
 pub struct MjpegDecoder;
@@ -69,6 +98,10 @@ impl VideoDecoder for MjpegDecoder {
         // a JPEG starts with SOI; refuse anything else before handing it to the library
         if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
             return Err(CodecError::Corrupt);
+        }
+        match jpeg_size(data) {
+            Some((w, h)) if w > 0 && h > 0 && w <= MAX_SIDE && h <= MAX_SIDE => {}
+            _ => return Err(CodecError::Corrupt),
         }
         let buf = Mat::from_slice(data).map_err(backend)?;
         let mat = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(backend)?;
@@ -118,6 +151,22 @@ mod tests {
         let hi = MjpegEncoder::new(90).encode(&frame, false).expect("encode");
         let lo = MjpegEncoder::new(30).encode(&frame, false).expect("encode");
         assert!(lo.data.len() < hi.data.len());
+    }
+
+    #[test]
+    fn a_forged_giant_size_is_refused_before_decoding() {
+        let frame = TestPattern::new(320, 240).render(5, 5);
+        let mut jpeg = MjpegEncoder::new(70)
+            .encode(&frame, false)
+            .expect("encode")
+            .data;
+        assert_eq!(jpeg_size(&jpeg), Some((320, 240)));
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline frame header");
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xF0, 0xFF, 0xF0]);
+        assert!(MjpegDecoder.decode(&jpeg).is_err());
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(400);
 /// How long complete frames wait for an older, missing one (being resent) before they are
 /// released without it.
 pub const DEFAULT_HOLD: Duration = Duration::from_millis(200);
-/// A partial frame with no new piece for this long is missing some: ask for them.
+/// A partial frame with no new piece for this long is missing some: ask for them. Asking
+/// early costs a few duplicate fragments under jitter; asking late costs frames.
 const NACK_QUIET: Duration = Duration::from_millis(15);
 /// Least time between two requests for the same frame.
 const NACK_RETRY: Duration = Duration::from_millis(40);
@@ -134,6 +135,8 @@ pub struct NackRequest {
     pub frame_id: u32,
     /// The missing fragment indices; `None`: the whole frame.
     pub missing: Option<Vec<u16>>,
+    /// The first request for this frame (later ones repeat it): count loss only once.
+    pub first: bool,
 }
 
 /// Joins fragments back into frames and hands them out strictly in frame order, with
@@ -202,9 +205,11 @@ impl Reassembler {
         };
         let highest = self.highest_seen;
         for p in &mut self.partials {
+            // a newer frame has started: this one's stragglers are probably lost
             let overtaken = highest.is_some_and(|h| newer(h, p.meta.frame_id));
             let quiet = now.saturating_duration_since(p.last_arrival) >= NACK_QUIET;
             if (overtaken || quiet) && due(p.nacks, p.last_nack) {
+                let first = p.nacks == 0;
                 p.nacks += 1;
                 p.last_nack = Some(now);
                 let missing: Vec<u16> = p
@@ -218,6 +223,7 @@ impl Reassembler {
                 out.push(NackRequest {
                     frame_id: p.meta.frame_id,
                     missing: Some(missing),
+                    first,
                 });
             }
         }
@@ -228,11 +234,13 @@ impl Reassembler {
         });
         for a in &mut self.absent {
             if due(a.nacks, a.last_nack) {
+                let first = a.nacks == 0;
                 a.nacks += 1;
                 a.last_nack = Some(now);
                 out.push(NackRequest {
                     frame_id: a.frame_id,
                     missing: None,
+                    first,
                 });
             }
         }
@@ -689,7 +697,8 @@ mod tests {
             asks,
             vec![NackRequest {
                 frame_id: 1,
-                missing: Some(vec![0])
+                missing: Some(vec![0]),
+                first: true,
             }],
             "frame 1, overtaken by frame 2, asks for its first piece"
         );
@@ -697,7 +706,7 @@ mod tests {
             r.nacks(t0 + Duration::from_millis(5)).is_empty(),
             "not again at once"
         );
-        r.push(f1[0].clone(), t0 + Duration::from_millis(10));
+        r.push(f1[0].clone(), t0 + Duration::from_millis(40));
         let got: Vec<(u32, bool)> = std::iter::from_fn(|| r.pop_ready())
             .map(|c| (c.meta.frame_id, c.gap))
             .collect();
