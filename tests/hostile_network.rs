@@ -49,15 +49,6 @@ fn junk(i: u64, rng: &mut u64) -> Vec<u8> {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn junk_before_and_during_a_call_is_dropped_and_the_call_goes_on() {
     let dir = scratch("hostile");
@@ -94,7 +85,7 @@ fn junk_before_and_during_a_call_is_dropped_and_the_call_goes_on() {
             && l["peer"].as_str() == Some(&format!("127.0.0.1:{pb}"))
             && num(l, "frames_shown") > 30.0
     });
-    let rss_before = rss_kb(a.child.id());
+    let rss_before = common::rss_kb(a.child.id());
 
     // during the call: 5 s of junk at ~4000 datagrams/s
     let start = std::time::Instant::now();
@@ -108,7 +99,7 @@ fn junk_before_and_during_a_call_is_dropped_and_the_call_goes_on() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let after = a.last();
-    let rss_after = rss_kb(a.child.id());
+    let rss_after = common::rss_kb(a.child.id());
 
     assert_eq!(after["state"], "connected", "the call survived: {after}");
     assert_eq!(after["peer"], before["peer"], "nobody took the call over");

@@ -274,15 +274,6 @@ impl Drop for Tap {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_flood_of_junk_replays_and_handshake_spam_changes_nothing() {
     let dir = scratch("flood");
@@ -329,7 +320,7 @@ fn a_flood_of_junk_replays_and_handshake_spam_changes_nothing() {
         ],
         &[],
     );
-    let rss_before = rss_kb(a.child.id());
+    let rss_before = common::rss_kb(a.child.id());
 
     // 10 000 datagrams a second for 10 seconds: random bytes and valid-looking headers from
     // hundreds of ports, handshake initiations, and replays of captured packets sent from the
@@ -379,7 +370,7 @@ fn a_flood_of_junk_replays_and_handshake_spam_changes_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     let after = a.last();
     let b_after = b.last();
-    let rss_after = rss_kb(a.child.id());
+    let rss_after = common::rss_kb(a.child.id());
     eprintln!(
         "flood: {sent} datagrams; A dropped {}; RSS {rss_before} → {rss_after} kB",
         num(&after, "datagrams_dropped") - num(&before, "datagrams_dropped")

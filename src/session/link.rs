@@ -1,5 +1,7 @@
 //! An in-memory network for session tests: loss, delay, jitter (hence reordering) and
 //! duplication on virtual time, seeded so that a failure replays exactly.
+//!
+//! Test code only: its module is declared under `#[cfg(test)]`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,4 +1,6 @@
 //! Session scenarios on virtual time through the in-memory link.
+//!
+//! Test code only: its module is declared under `#[cfg(test)]`.
 
 use std::time::Duration;
 

@@ -465,3 +465,13 @@ pub fn tone_snr_db(x: &[i16], hz: f64) -> f64 {
     snrs.sort_by(f64::total_cmp);
     snrs[snrs.len() / 2]
 }
+
+/// Resident memory of a process, kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,5 +1,7 @@
 //! Sans-IO tests: endpoints wired through a seeded in-memory link that loses, duplicates
 //! and reorders datagrams. Time is simulated; nothing sleeps.
+//!
+//! Test code only: its module is declared under `#[cfg(test)]`.
 
 use std::collections::HashMap;
 
