@@ -331,6 +331,12 @@ impl Reassembler {
                 return ReassemblyEvent::Dropped;
             }
         }
+        if self.held.iter().any(|h| h.meta.frame_id == frag.frame_id) {
+            // complete already, waiting for an older frame (found by fuzzing: a late copy
+            // would otherwise start the frame again and hand it out twice)
+            self.stats.duplicates += 1;
+            return ReassemblyEvent::Dropped;
+        }
         self.note_seen(frag.frame_id, now);
         let meta = FrameMeta {
             frame_id: frag.frame_id,
@@ -711,6 +717,28 @@ mod tests {
             .map(|c| (c.meta.frame_id, c.gap))
             .collect();
         assert_eq!(got, vec![(1, false), (2, false)]);
+    }
+
+    #[test]
+    fn a_held_frame_is_never_handed_out_twice() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        let f1 = fragment_frame(meta(1), &frame_bytes(1, 5_000)).expect("fragment");
+        let f2 = fragment_frame(meta(2), &frame_bytes(2, 100)).expect("fragment");
+        r.push(f1[1].clone(), t0);
+        r.push(f2[0].clone(), t0);
+        assert_eq!(
+            r.push(f2[0].clone(), t0),
+            ReassemblyEvent::Dropped,
+            "a copy of a held frame"
+        );
+        for f in &f1 {
+            r.push(f.clone(), t0);
+        }
+        let ids: Vec<u32> = std::iter::from_fn(|| r.pop_ready())
+            .map(|c| c.meta.frame_id)
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
     }
 
     #[test]
