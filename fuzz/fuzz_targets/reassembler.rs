@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let mut last_out: Option<u32> = None;
     let mut completed = 0u64;
     let mut popped = 0u64;
-    let mut drain = |r: &mut Reassembler, last_out: &mut Option<u32>, popped: &mut u64| {
+    let drain = |r: &mut Reassembler, last_out: &mut Option<u32>, popped: &mut u64| {
         while let Some(c) = r.pop_ready() {
             *popped += 1;
             let id = c.meta.frame_id;
