@@ -17,8 +17,7 @@ use crate::devices::camera::{
 };
 use crate::devices::window::{Window, WindowError};
 use crate::keys::KeyStore;
-use crate::media::codec::{new_encoder, EncoderSettings};
-use crate::media::opus_codec::FRAME_SAMPLES;
+use crate::media::codec::EncoderSettings;
 use crate::media::rate::RateController;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
@@ -225,7 +224,7 @@ impl App {
         world.insert_resource(call);
         world.insert_resource(StdinKeys::spawn());
         world.insert_resource(CameraDevice(camera));
-        let encoder = new_encoder(EncoderSettings {
+        let encoder = Encoder::new(EncoderSettings {
             codec: opts.codec,
             width: opts.size.0,
             height: opts.size.1,
@@ -234,7 +233,7 @@ impl App {
             quality: opts.quality,
         })
         .map_err(|e| AppError::Codec(e.to_string()))?;
-        world.insert_resource(Encoder::new(encoder));
+        world.insert_resource(encoder);
         world.insert_resource(Decoder::default());
         world.insert_resource(Network {
             transport,
@@ -263,8 +262,9 @@ impl App {
         let speaker = opts.speaker.clone().unwrap_or(SpeakerSink::Default);
         world.insert_non_send(AudioDevices::open(mic, speaker, opts.audio_buffer_ms, now));
         world.insert_non_send(AudioSender::new(opts.audio_bitrate));
-        // play out a frame when the speaker holds less than half a frame plus one device buffer
-        let low_water = FRAME_SAMPLES / 2 + (RATE * opts.audio_buffer_ms / 1000) as usize;
+        // play out a frame when the speaker holds less than one device buffer plus 2 ms for
+        // the tick (a tick is short: the codecs run on their own threads)
+        let low_water = (RATE * (opts.audio_buffer_ms + 2) / 1000) as usize;
         world.insert_non_send(AudioReceiver::new(low_water));
         world.spawn((
             Participant { name: "me".into() },

@@ -66,6 +66,8 @@ pub struct CallStats {
     pub frames_captured: u64,
     /// Frames encoded and handed to the network.
     pub frames_sent: u64,
+    /// Pictures not encoded because the encoder was still busy with the one before.
+    pub frames_not_encoded: u64,
     /// Frames completely received.
     pub frames_received: u64,
     /// Remote frames decoded and shown.
@@ -114,6 +116,8 @@ pub struct CallStats {
     pub audio_late: u64,
     /// Audio waiting in the jitter buffer, ms.
     pub jitter_delay_ms: f64,
+    /// Audio dropped by playing slightly faster to bring the delay down, ms.
+    pub audio_accelerated_ms: f64,
     /// Speaker callbacks that ran out of samples.
     pub speaker_underruns: u64,
     /// Samples the speaker has taken so far.
@@ -145,6 +149,8 @@ pub struct StatsLine {
     pub frames_captured: u64,
     /// See [`CallStats`].
     pub frames_sent: u64,
+    /// See [`CallStats`].
+    pub frames_not_encoded: u64,
     /// See [`CallStats`].
     pub frames_received: u64,
     /// See [`CallStats`].
@@ -197,6 +203,8 @@ pub struct StatsLine {
     pub audio_late: u64,
     /// See [`CallStats`].
     pub jitter_delay_ms: f64,
+    /// See [`CallStats`].
+    pub audio_accelerated_ms: f64,
     /// See [`CallStats`].
     pub speaker_underruns: u64,
     /// See [`CallStats`].

@@ -14,6 +14,7 @@ use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerS
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
+use crate::media::timescale::{samples_to_drop, shorten};
 use crate::proto::AudioFrame;
 use crate::session::CallState;
 use crate::stats::CallStats;
@@ -212,6 +213,8 @@ pub struct AudioReceiver {
     jitter: JitterBuffer,
     decoder: Option<OpusDecoder>,
     pcm: Vec<i16>,
+    /// A frame played slightly faster.
+    scaled: Vec<i16>,
     /// Speaker ring level below which another frame is played out.
     low_water: usize,
 }
@@ -222,12 +225,13 @@ impl AudioReceiver {
         Self {
             jitter: JitterBuffer::new(JitterConfig {
                 frame: Duration::from_millis(u64::from(FRAME_MS)),
-                min_delay: Duration::from_millis(u64::from(FRAME_MS)),
+                min_delay: Duration::from_millis(u64::from(FRAME_MS / 2)),
                 max_delay: Duration::from_millis(300),
                 capacity: 64,
             }),
             decoder: OpusDecoder::new().ok(),
             pcm: vec![0; FRAME_SAMPLES],
+            scaled: Vec::with_capacity(FRAME_SAMPLES),
             low_water,
             pace: SpeakerPace::default(),
         }
@@ -338,8 +342,14 @@ pub fn play_audio(
     let mut guard = 0;
     while speaker.buffered() < rx.low_water && guard < 8 {
         guard += 1;
+        // how far below the low-water mark the ring already is counts as delay gone
+        let below_ms = (rx.low_water - speaker.buffered()) as f64 * 1000.0 / f64::from(RATE);
+        let mut excess_ms = 0.0;
         let n = match (rx.jitter.pop(clock.now), rx.decoder.as_mut()) {
-            (Playout::Packet(p), Some(d)) => d.decode(&p, &mut rx.pcm),
+            (Playout::Packet(p), Some(d)) => {
+                excess_ms = rx.jitter.excess_ms() - below_ms;
+                d.decode(&p, &mut rx.pcm)
+            }
             (Playout::Fec(next), Some(d)) => d.decode_fec(&next, &mut rx.pcm),
             (Playout::Conceal, Some(d)) => d.conceal(&mut rx.pcm),
             _ => {
@@ -355,7 +365,14 @@ pub fn play_audio(
                 FRAME_SAMPLES
             }
         };
-        speaker.write(&rx.pcm[..n]);
+        let drop = samples_to_drop(excess_ms, n, RATE);
+        if drop > 0 {
+            shorten(&rx.pcm[..n], drop, &mut rx.scaled);
+            speaker.write(&rx.scaled);
+            stats.audio_accelerated_ms += drop as f64 * 1000.0 / f64::from(RATE);
+        } else {
+            speaker.write(&rx.pcm[..n]);
+        }
     }
     let j = rx.jitter.stats();
     stats.audio_lost = j.lost;

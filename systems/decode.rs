@@ -1,45 +1,67 @@
 //! Stage 5: complete frames become pictures of the remote participant.
-
-use std::sync::Mutex;
+//!
+//! Decoding runs on a worker thread: the tick hands frames over and collects pictures, so a
+//! slow frame never delays the audio or the other stages.
 
 use bevy_ecs::prelude::*;
 
 use crate::components::{Clock, Incoming, KeyframeFeedback, Remote, VideoStream};
-use crate::media::codec::new_decoder;
-use crate::media::{CodecError, VideoDecoder};
-use crate::proto::CodecId;
+use crate::media::stream_decoder::{DecodeOutcome, StreamDecoder};
+use crate::media::worker::Worker;
+use crate::proto::fragment::CompleteFrame;
 use crate::stats::CallStats;
 
-/// The video decoder, made for whatever codec the peer sends.
-#[derive(Resource)]
+/// Frames handed to the decoder and not yet collected, at most.
+const DECODE_QUEUE: usize = 8;
+
+enum Job {
+    /// A new call: forget the old stream.
+    Reset,
+    Frame(CompleteFrame),
+}
+
+/// Jobs and outcomes carry the generation they belong to.
+type DecodeWorker = Worker<(u64, Job), (u64, DecodeOutcome)>;
+
+/// The video decoder thread.
+#[derive(Resource, Default)]
 pub struct Decoder {
-    /// The current decoder (behind a mutex only to be `Sync`).
-    pub codec: Mutex<Option<Box<dyn VideoDecoder>>>,
-    /// A reference is missing: frames that need it would show garbage, so only a keyframe
-    /// is decoded until one comes.
-    pub awaiting_keyframe: bool,
+    worker: Option<DecodeWorker>,
+    /// Outcomes of jobs handed in before the last reset are ignored.
+    generation: u64,
+    /// A frame could not be handed over: the next one follows a gap.
+    gap: bool,
 }
 
-impl Default for Decoder {
-    fn default() -> Self {
-        Self {
-            codec: Mutex::new(None),
-            awaiting_keyframe: true,
+impl Decoder {
+    fn worker(&mut self) -> Option<&mut DecodeWorker> {
+        if self.worker.as_ref().is_none_or(Worker::is_dead) {
+            if self.worker.is_some() {
+                tracing::warn!("video decoder stopped; starting a new one");
+            }
+            let mut stream = StreamDecoder::default();
+            self.worker = Worker::spawn("video-decode", DECODE_QUEUE, move |(g, job)| {
+                (
+                    g,
+                    match job {
+                        Job::Reset => {
+                            stream.reset();
+                            DecodeOutcome::NoPicture
+                        }
+                        Job::Frame(f) => stream.decode(&f),
+                    },
+                )
+            })
+            .map_err(|e| tracing::warn!("video decoder thread: {e}"))
+            .ok();
+            // a fresh decoder has no reference: everything waits for a keyframe
+            self.gap = true;
         }
+        self.worker.as_mut()
     }
 }
 
-fn decoder_for(
-    slot: &mut Option<Box<dyn VideoDecoder>>,
-    codec: CodecId,
-) -> Option<&mut Box<dyn VideoDecoder>> {
-    if slot.as_ref().map(|d| d.codec()) != Some(codec) {
-        *slot = new_decoder(codec);
-    }
-    slot.as_mut()
-}
-
-/// Decodes every complete frame in order; the newest good one is shown.
+/// Hands every complete frame to the decoder in order; shows the newest good picture.
 pub fn decode(
     mut decoder: ResMut<Decoder>,
     mut incoming: ResMut<Incoming>,
@@ -50,55 +72,52 @@ pub fn decode(
 ) {
     let decoder = &mut *decoder;
     if std::mem::take(&mut feedback.new_stream) {
-        // a new call: nothing decodes until its first keyframe
-        decoder.awaiting_keyframe = true;
-        if let Ok(slot) = decoder.codec.get_mut() {
-            *slot = None;
+        decoder.generation += 1;
+        let g = decoder.generation;
+        if let Some(w) = decoder.worker() {
+            if w.submit((g, Job::Reset)).is_err() {
+                // the queue is full of the old stream: start over with a new decoder
+                decoder.worker = None;
+            }
         }
     }
-    let Ok(slot) = decoder.codec.get_mut() else {
-        return;
-    };
-    for frame in incoming.frames.drain(..) {
-        let meta = frame.meta;
-        let Some(dec) = decoder_for(slot, meta.codec) else {
-            stats.decode_errors += 1;
-            continue;
-        };
-        if frame.gap {
-            decoder.awaiting_keyframe = true;
+    for mut frame in incoming.frames.drain(..) {
+        let g = decoder.generation;
+        if decoder.worker().is_none() {
+            break;
         }
-        if decoder.awaiting_keyframe && !meta.keyframe {
-            // a reference is missing: decoding would show garbage
+        frame.gap |= std::mem::take(&mut decoder.gap);
+        let meta = frame.meta;
+        let Some(w) = decoder.worker.as_mut() else {
+            break;
+        };
+        if w.submit((g, Job::Frame(frame))).is_err() {
+            // the decoder is behind: drop the frame; what follows needs a keyframe
             stats.frames_skipped += 1;
+            decoder.gap = true;
             remote.stalled = true;
             feedback.need_keyframe = Some(meta.frame_id);
+        }
+    }
+    let Some(w) = decoder.worker.as_mut() else {
+        return;
+    };
+    while let Some((g, outcome)) = w.try_next() {
+        if g != decoder.generation {
             continue;
         }
-        let result = dec.decode(&frame.data).and_then(|mut pic| {
-            if pic.width != u32::from(meta.width) || pic.height != u32::from(meta.height) {
-                return Err(CodecError::SizeMismatch {
-                    got_w: pic.width,
-                    got_h: pic.height,
-                    want_w: meta.width.into(),
-                    want_h: meta.height.into(),
-                });
-            }
-            pic.capture_us = meta.capture_us;
-            Ok(pic)
-        });
-        match result {
-            Ok(pic) => {
-                decoder.awaiting_keyframe = false;
-                remote.set(pic, clock.now);
-            }
-            Err(CodecError::NoPicture) => {}
-            Err(e) => {
-                tracing::debug!("frame {} not decoded: {e}", meta.frame_id);
-                stats.decode_errors += 1;
-                decoder.awaiting_keyframe = true;
+        match outcome {
+            DecodeOutcome::Picture(pic) => remote.set(pic, clock.now),
+            DecodeOutcome::NoPicture => {}
+            DecodeOutcome::Skipped { frame_id } => {
+                stats.frames_skipped += 1;
                 remote.stalled = true;
-                feedback.need_keyframe = Some(meta.frame_id);
+                feedback.need_keyframe = Some(frame_id);
+            }
+            DecodeOutcome::Failed { frame_id } => {
+                stats.decode_errors += 1;
+                remote.stalled = true;
+                feedback.need_keyframe = Some(frame_id);
             }
         }
     }

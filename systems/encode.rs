@@ -1,68 +1,157 @@
 //! Stage 3: a fresh local picture is encoded for the peer, while in a call.
-
-use std::sync::Mutex;
+//!
+//! Encoding runs on a worker thread: the tick hands the picture over and sends what comes
+//! back, so a slow frame never delays the audio or the other stages.
 
 use bevy_ecs::prelude::*;
 
 use crate::components::{CallInfo, KeyframeFeedback, Local, Outgoing, VideoStream};
-use crate::media::VideoEncoder;
+use crate::media::codec::{new_encoder, EncoderSettings};
+use crate::media::worker::Worker;
+use crate::media::{CodecError, EncodedFrame, VideoEncoder, VideoFrame};
 use crate::proto::fragment::FrameMeta;
+use crate::proto::CodecId;
 use crate::session::CallState;
+use crate::stats::CallStats;
 
-/// The video encoder and the frame counter.
+/// One picture for the encoder thread.
+struct Job {
+    frame: VideoFrame,
+    force_keyframe: bool,
+    bitrate: Option<u32>,
+}
+
+/// What the encoder thread made of it.
+struct Done {
+    width: u32,
+    height: u32,
+    capture_us: u64,
+    result: Result<EncodedFrame, CodecError>,
+}
+
+/// The video encoder thread and the frame counter.
 #[derive(Resource)]
 pub struct Encoder {
-    /// The codec (behind a mutex only to be `Sync`; it is never contended).
-    pub codec: Mutex<Box<dyn VideoEncoder>>,
+    settings: EncoderSettings,
+    codec: CodecId,
+    worker: Option<Worker<Job, Done>>,
     /// Id of the next frame.
     pub next_frame_id: u32,
+    /// A keyframe was asked for and not yet handed to the encoder.
+    force_pending: bool,
+    /// The bitrate the encoder should have, once set by the peer's reports.
+    bitrate: Option<u32>,
+    /// `bitrate` changed and was not yet handed to the encoder.
+    bitrate_pending: bool,
+}
+
+fn start(encoder: Box<dyn VideoEncoder>) -> Option<Worker<Job, Done>> {
+    let mut encoder = encoder;
+    // one picture at a time: a picture that finds the encoder busy is dropped, not queued
+    Worker::spawn("video-encode", 1, move |job: Job| {
+        if let Some(bps) = job.bitrate {
+            if let Err(e) = encoder.set_target_bitrate(bps) {
+                tracing::warn!("bitrate {bps}: {e}");
+            }
+        }
+        Done {
+            width: job.frame.width,
+            height: job.frame.height,
+            capture_us: job.frame.capture_us,
+            result: encoder.encode(&job.frame, job.force_keyframe),
+        }
+    })
+    .map_err(|e| tracing::warn!("video encoder thread: {e}"))
+    .ok()
 }
 
 impl Encoder {
-    /// Wraps an encoder.
-    pub fn new(codec: Box<dyn VideoEncoder>) -> Self {
-        Self {
-            codec: Mutex::new(codec),
+    /// Makes the encoder described by `settings` and its thread.
+    pub fn new(settings: EncoderSettings) -> Result<Self, CodecError> {
+        let codec = new_encoder(settings)?;
+        Ok(Self {
+            settings,
+            codec: codec.codec(),
+            worker: start(codec),
             next_frame_id: 0,
+            force_pending: false,
+            bitrate: None,
+            bitrate_pending: false,
+        })
+    }
+
+    fn worker(&mut self) -> Option<&mut Worker<Job, Done>> {
+        if self.worker.as_ref().is_none_or(Worker::is_dead) {
+            tracing::warn!("video encoder stopped; starting a new one");
+            let mut settings = self.settings;
+            if let Some(bps) = self.bitrate {
+                settings.bitrate = bps;
+            }
+            self.worker = new_encoder(settings)
+                .map_err(|e| tracing::warn!("video encoder: {e}"))
+                .ok()
+                .and_then(start);
+            // the peer's decoder needs a fresh start
+            self.force_pending = true;
         }
+        self.worker.as_mut()
     }
 }
 
-/// Encodes the local picture when it is new and a peer is there to see it.
+/// Hands the local picture to the encoder when it is new and a peer is there to see it;
+/// sends what the encoder finished.
 pub fn encode(
     mut encoder: ResMut<Encoder>,
     call: Res<CallInfo>,
     mut feedback: ResMut<KeyframeFeedback>,
     local: Single<&VideoStream, With<Local>>,
     mut outgoing: ResMut<Outgoing>,
+    mut stats: ResMut<CallStats>,
 ) {
-    if call.state != CallState::Connected || !local.fresh {
-        return;
-    }
-    let Some(frame) = &local.frame else { return };
-    let force = std::mem::take(&mut feedback.send_keyframe);
     let encoder = &mut *encoder;
-    let Ok(codec) = encoder.codec.get_mut() else {
+    encoder.force_pending |= std::mem::take(&mut feedback.send_keyframe);
+    if let Some(bps) = feedback.target_bitrate.take() {
+        encoder.bitrate = Some(bps);
+        encoder.bitrate_pending = true;
+    }
+    let connected = call.state == CallState::Connected;
+    if let (true, true, Some(frame)) = (connected, local.fresh, &local.frame) {
+        let job = Job {
+            frame: frame.clone(),
+            force_keyframe: encoder.force_pending,
+            bitrate: encoder.bitrate.filter(|_| encoder.bitrate_pending),
+        };
+        if let Some(w) = encoder.worker() {
+            match w.submit(job) {
+                Ok(()) => {
+                    encoder.force_pending = false;
+                    encoder.bitrate_pending = false;
+                }
+                Err(_) => stats.frames_not_encoded += 1,
+            }
+        }
+    }
+    let codec = encoder.codec;
+    let Some(w) = encoder.worker.as_mut() else {
         return;
     };
-    if let Some(bps) = feedback.target_bitrate.take() {
-        if let Err(e) = codec.set_target_bitrate(bps) {
-            tracing::warn!("bitrate {bps}: {e}");
+    while let Some(done) = w.try_next() {
+        match done.result {
+            // a frame finished after the call ended is not sent
+            Ok(enc) if connected => {
+                let meta = FrameMeta {
+                    frame_id: encoder.next_frame_id,
+                    keyframe: enc.keyframe,
+                    codec,
+                    width: done.width as u16,
+                    height: done.height as u16,
+                    capture_us: done.capture_us,
+                };
+                encoder.next_frame_id = encoder.next_frame_id.wrapping_add(1);
+                outgoing.frames.push((meta, enc.data));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("encode failed: {e}"),
         }
-    }
-    match codec.encode(frame, force) {
-        Ok(enc) => {
-            let meta = FrameMeta {
-                frame_id: encoder.next_frame_id,
-                keyframe: enc.keyframe,
-                codec: codec.codec(),
-                width: frame.width as u16,
-                height: frame.height as u16,
-                capture_us: frame.capture_us,
-            };
-            encoder.next_frame_id = encoder.next_frame_id.wrapping_add(1);
-            outgoing.frames.push((meta, enc.data));
-        }
-        Err(e) => tracing::warn!("encode failed: {e}"),
     }
 }

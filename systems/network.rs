@@ -200,6 +200,7 @@ impl Network {
                         continue;
                     }
                     self.session.note_media_from(from, now);
+                    tracing::trace!(target: "audio_timing", "rx {} {} {}", a.seq, a.capture_us, crate::media::frame::unix_micros());
                     // bounded: the decode stage drains this every tick
                     if audio.packets.len() < 256 {
                         audio.packets.push((a, now));
@@ -306,6 +307,7 @@ pub fn network(
 
     for a in outgoing_audio.packets.drain(..) {
         let Some(peer) = peer else { continue };
+        tracing::trace!(target: "audio_timing", "tx {} {} {}", a.seq, a.capture_us, crate::media::frame::unix_micros());
         match Message::Audio(a).encode() {
             Ok(bytes) => {
                 net.transport.send(peer, bytes, false);

@@ -23,7 +23,9 @@ const BASE_WINDOW: usize = 128;
 /// Packets in the jitter percentile window (~5 s at 20 ms).
 const JITTER_WINDOW: usize = 250;
 /// Percentile of lateness the target delay covers.
-const JITTER_PERCENTILE: f64 = 0.95;
+const JITTER_PERCENTILE: f64 = 0.99;
+/// Target delay above the jitter percentile, in frames.
+const TARGET_MARGIN_FRAMES: f64 = 0.25;
 /// Pops the delay must stay more than a frame over target before a drift skip.
 const SKIP_PATIENCE: u32 = 25;
 /// Pops per skip when the excess is large (after a burst or a playout stall): 1.5x speed.
@@ -244,9 +246,18 @@ impl JitterBuffer {
                 return Playout::Silence;
             }
         }
-        if delay < self.target_ms - f / 2.0 {
-            // Under target: the packet is more likely late than lost, so hold the slot and
-            // insert a frame, which raises the delay by one frame (also the slow-sender fix).
+        // With nothing after it here, the packet is more likely late than lost: hold the slot
+        // a while longer. With the next one here it is lost (or reordered), unless playout runs
+        // well under target.
+        let next_here = self.buf.contains_key(&(self.next + 1));
+        let hold_below = if next_here {
+            self.target_ms - f / 2.0
+        } else {
+            self.target_ms + f / 2.0
+        };
+        if delay < hold_below {
+            // Hold the slot and insert a frame, which raises the delay by one frame (also the
+            // slow-sender fix); playing slightly faster takes it back afterwards.
             self.stats.concealed += 1;
             return Playout::Conceal;
         }
@@ -261,6 +272,16 @@ impl JitterBuffer {
         }
         self.stats.concealed += 1;
         Playout::Conceal
+    }
+
+    /// How far the frame just handed out lags the target delay, ms: the excess the player
+    /// may melt away by playing slightly faster; 0 before playout starts.
+    pub fn excess_ms(&self) -> f64 {
+        if self.started {
+            self.stats.current_delay_ms - self.target_ms
+        } else {
+            0.0
+        }
     }
 
     /// Current counters and delays.
@@ -458,7 +479,9 @@ impl JitterBuffer {
             .get(rank.saturating_sub(1))
             .copied()
             .unwrap_or(0.0);
-        self.target_ms = (j + self.frame_ms)
+        // playout is kept at the target by playing slightly faster (see `excess_ms`), so
+        // the target needs only a margin for the tick on top of the jitter
+        self.target_ms = (j + self.frame_ms * TARGET_MARGIN_FRAMES)
             .max(ms(self.cfg.min_delay))
             .min(ms(self.cfg.max_delay));
         self.stats.target_delay_ms = self.target_ms;
@@ -681,9 +704,10 @@ mod tests {
         let s = jb.stats();
         assert_eq!(s.lost, 8);
         assert_eq!(s.late, 0);
-        // Every single loss, and the last of the burst, is rebuilt from the next packet.
+        // Every single loss, and the last of the burst, is rebuilt from the next packet; the
+        // burst's first slot is held once (it might have been late) before it counts as lost.
         assert_eq!(s.recovered_fec, 4);
-        assert_eq!(s.concealed, 4);
+        assert_eq!(s.concealed, 5);
         let fec_seqs: Vec<u32> = r
             .out
             .iter()
@@ -700,8 +724,11 @@ mod tests {
             }
         }
         r.assert_in_order_once();
+        // (the held frame raised the delay by one frame; without a player that speeds up, one
+        // frame is skipped later to take it back)
+        assert!(s.skipped_for_drift <= 1);
         assert_eq!(
-            r.played.len() + 8,
+            r.played.len() + 8 + s.skipped_for_drift as usize,
             r.played.last().map_or(0, |&x| x as usize) + 1
         );
     }

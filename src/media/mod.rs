@@ -9,6 +9,9 @@ pub mod opus_codec;
 pub mod pattern;
 pub mod rate;
 pub mod stamp;
+pub mod stream_decoder;
+pub mod timescale;
+pub mod worker;
 
 pub use codec::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder};
 pub use frame::VideoFrame;
