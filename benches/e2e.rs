@@ -1,7 +1,8 @@
 //! End-to-end bench: two real headless peers with the stamped test pattern, B calling A
 //! through `prattle-relay` (clean, 5 % loss with 30±10 ms delay, or a 1 Mbit/s cap).
 //! Prints a markdown table of what arrived, how late and how good. `cargo bench --bench e2e`;
-//! PRATTLE_BENCH_SECS sets each call's length (default 10).
+//! PRATTLE_BENCH_SECS sets each call's length (default 10); PRATTLE_BENCH_SIZES and
+//! PRATTLE_BENCH_CODECS (comma-separated) pick rows.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -154,8 +155,15 @@ fn main() {
         ("5 % loss, 30±10 ms", "loss=5%,delay=20ms,jitter=20ms"),
         ("1 Mbit/s cap", "rate=1mbit"),
     ];
-    for size in ["640x480", "1280x720"] {
-        for codec in ["h264", "mjpeg"] {
+    let pick = |var: &str, all: &[&'static str]| -> Vec<&'static str> {
+        let want = std::env::var(var).unwrap_or_default();
+        all.iter()
+            .copied()
+            .filter(|x| want.is_empty() || want.split(',').any(|w| w == *x))
+            .collect()
+    };
+    for size in pick("PRATTLE_BENCH_SIZES", &["640x480", "1280x720"]) {
+        for codec in pick("PRATTLE_BENCH_CODECS", &["h264", "mjpeg"]) {
             for (link, spec) in links {
                 let r = run(size, codec, link, spec, secs);
                 println!(

@@ -3,8 +3,8 @@
 
 use openh264::decoder::Decoder;
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
-    UsageType,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
+    RateControlMode, UsageType,
 };
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
@@ -515,6 +515,9 @@ fn make_encoder(fps: f32, bitrate_bps: u32) -> Result<Encoder, CodecError> {
         // a scene cut would otherwise insert an IDR the receiver did not ask for: a burst of
         // bytes on the link; P-frames with intra blocks handle cuts well enough for a call
         .scene_change_detect(false)
+        .complexity(Complexity::Low)
+        .adaptive_quantization(false)
+        .background_detection(false)
         // one thread: a single slice cannot be split anyway, and the call has other work
         .num_threads(1);
     let mut encoder =
