@@ -235,12 +235,20 @@ impl App {
         .map_err(|e| AppError::Codec(e.to_string()))?;
         world.insert_resource(encoder);
         world.insert_resource(Decoder::default());
+        // MJPEG has no bitrate of its own: its target starts at what quality 75 costs (about
+        // 0.6 bit per pixel) and only the sent size follows it down on a congested link
+        let start_bitrate = match opts.codec {
+            crate::proto::CodecId::H264 => opts.bitrate,
+            crate::proto::CodecId::Mjpeg => (f64::from(opts.size.0 * opts.size.1 * opts.fps) * 0.6)
+                .min(f64::from(u32::MAX)) as u32,
+        };
         world.insert_resource(Network {
             transport,
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
             history: SendHistory::default(),
-            rate: RateController::new(opts.bitrate, 150_000, opts.bitrate),
+            rate: RateController::new(start_bitrate, 150_000, start_bitrate),
+            resend_budget: Default::default(),
             rx: RxWindow::new(now),
             new_bitrate: None,
             known_peers: keys.known_peers(),
@@ -253,6 +261,7 @@ impl App {
         world.insert_resource(RenderSettings {
             mirror: !opts.no_mirror,
             idle_redraw: Duration::from_millis(250),
+            source_size: opts.size,
         });
         world.insert_resource(RenderState::default());
         world.insert_resource(CapturedAudio::default());

@@ -80,8 +80,14 @@ pub struct CallStats {
     pub nacks_sent: u64,
     /// Our video bitrate target, bit/s.
     pub video_bitrate: u32,
+    /// The picture size we send (it steps down when the bitrate is too low for the full size).
+    pub video_width: u32,
+    /// See `video_width`.
+    pub video_height: u32,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
+    /// Resend requests not answered: resends may take only 30 % of the bitrate target.
+    pub fragments_not_resent: u64,
     /// Datagrams that did not decode as messages.
     pub datagrams_malformed: u64,
     /// Media from someone not in the call.
@@ -185,8 +191,14 @@ pub struct StatsLine {
     pub nacks_sent: u64,
     /// Our video bitrate target, kbit/s (H.264; the peer's reports steer it).
     pub video_kbps: u32,
+    /// Width of the pictures we send.
+    pub video_width: u32,
+    /// Height of the pictures we send.
+    pub video_height: u32,
     /// See [`CallStats`].
     pub fragments_resent: u64,
+    /// See [`CallStats`].
+    pub fragments_not_resent: u64,
     /// Secure-channel handshakes completed.
     pub handshakes: u64,
     /// See [`CallStats`].

@@ -7,6 +7,8 @@ use bevy_ecs::prelude::*;
 
 use crate::components::{CallInfo, KeyframeFeedback, Local, Outgoing, VideoStream};
 use crate::media::codec::{new_encoder, EncoderSettings};
+use crate::media::ladder::SizeLadder;
+use crate::media::scale::resize_bgr;
 use crate::media::worker::Worker;
 use crate::media::{CodecError, EncodedFrame, VideoEncoder, VideoFrame};
 use crate::proto::fragment::FrameMeta;
@@ -17,6 +19,8 @@ use crate::stats::CallStats;
 /// One picture for the encoder thread.
 struct Job {
     frame: VideoFrame,
+    /// The size to send: the picture is shrunk to it first.
+    size: (u32, u32),
     force_keyframe: bool,
     bitrate: Option<u32>,
 }
@@ -43,6 +47,8 @@ pub struct Encoder {
     bitrate: Option<u32>,
     /// `bitrate` changed and was not yet handed to the encoder.
     bitrate_pending: bool,
+    /// The size sent follows the bitrate.
+    ladder: SizeLadder,
 }
 
 fn start(encoder: Box<dyn VideoEncoder>) -> Option<Worker<Job, Done>> {
@@ -54,11 +60,18 @@ fn start(encoder: Box<dyn VideoEncoder>) -> Option<Worker<Job, Done>> {
                 tracing::warn!("bitrate {bps}: {e}");
             }
         }
+        let (w, h) = job.size;
+        let result = if (job.frame.width, job.frame.height) == (w, h) {
+            encoder.encode(&job.frame, job.force_keyframe)
+        } else {
+            resize_bgr(&job.frame, w, h)
+                .and_then(|small| encoder.encode(&small, job.force_keyframe))
+        };
         Done {
-            width: job.frame.width,
-            height: job.frame.height,
+            width: w,
+            height: h,
             capture_us: job.frame.capture_us,
-            result: encoder.encode(&job.frame, job.force_keyframe),
+            result,
         }
     })
     .map_err(|e| tracing::warn!("video encoder thread: {e}"))
@@ -77,6 +90,11 @@ impl Encoder {
             force_pending: false,
             bitrate: None,
             bitrate_pending: false,
+            ladder: SizeLadder::new(
+                (settings.width, settings.height),
+                settings.fps,
+                settings.codec,
+            ),
         })
     }
 
@@ -113,11 +131,16 @@ pub fn encode(
     if let Some(bps) = feedback.target_bitrate.take() {
         encoder.bitrate = Some(bps);
         encoder.bitrate_pending = true;
+        if let Some((w, h)) = encoder.ladder.on_bitrate(bps) {
+            tracing::info!("sending {w}x{h} at {} kbit/s", bps / 1000);
+        }
     }
+    (stats.video_width, stats.video_height) = encoder.ladder.size();
     let connected = call.state == CallState::Connected;
     if let (true, true, Some(frame)) = (connected, local.fresh, &local.frame) {
         let job = Job {
             frame: frame.clone(),
+            size: encoder.ladder.size(),
             force_keyframe: encoder.force_pending,
             bitrate: encoder.bitrate.filter(|_| encoder.bitrate_pending),
         };

@@ -10,7 +10,7 @@ use crate::components::{
     Participant, Remote, VideoStream,
 };
 use crate::keys::KeyStore;
-use crate::media::rate::{RateController, ReceiverReport};
+use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
 use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory};
@@ -31,6 +31,8 @@ pub struct Network {
     pub history: SendHistory,
     /// Our video bitrate, steered by the peer's reports.
     pub rate: RateController,
+    /// Resends may use only a share of the bitrate.
+    pub resend_budget: ResendBudget,
     /// What arrived of the peer's video since the last report we sent.
     pub rx: RxWindow,
     /// A bitrate for the encoder, decided this tick.
@@ -228,15 +230,20 @@ impl Network {
                         stats.media_outside_call += 1;
                         continue;
                     }
+                    let bitrate = self.rate.bitrate();
                     let again: Vec<Vec<u8>> = self
                         .history
                         .resend(frame_id, missing.as_deref())
                         .into_iter()
                         .map(<[u8]>::to_vec)
                         .collect();
-                    stats.fragments_resent += again.len() as u64;
                     for d in again {
-                        self.transport.send(from, d, false);
+                        if self.resend_budget.allow(d.len(), bitrate, now) {
+                            stats.fragments_resent += 1;
+                            self.transport.send(from, d, false);
+                        } else {
+                            stats.fragments_not_resent += 1;
+                        }
                     }
                 }
                 control => self.session.handle(from, &control, now),
@@ -299,6 +306,7 @@ pub fn network(
                     }
                 }
                 net.history.record(meta.frame_id, datagrams, now);
+                net.rate.on_sent(now);
                 stats.frames_sent += 1;
             }
             Err(e) => tracing::warn!("frame of {} bytes not sent: {e}", data.len()),
@@ -351,6 +359,10 @@ pub fn network(
         }
     }
     net.secure_events(&mut call);
+    if let Some(bps) = net.rate.on_tick(now) {
+        tracing::debug!(bps, "no reports: video bitrate halved");
+        net.new_bitrate = Some(bps);
+    }
     if let Some(bps) = net.new_bitrate.take() {
         feedback.target_bitrate = Some(bps);
     }

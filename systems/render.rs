@@ -9,6 +9,7 @@ use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoS
 use crate::devices::window::{Overlay, PaneShow, Window};
 use crate::media::frame::unix_micros;
 use crate::media::pattern::TestPattern;
+use crate::media::scale::resize_bgr;
 use crate::media::stamp::{read_stamp, Picture, Rect};
 use crate::net::SocketCounters;
 use crate::session::CallState;
@@ -22,6 +23,9 @@ pub struct RenderSettings {
     pub mirror: bool,
     /// Redraw at least this often (overlays, window exposure).
     pub idle_redraw: Duration,
+    /// Our own `--size`: a peer showing the test pattern is assumed to render it at this size
+    /// too, so a smaller picture it sends is compared with the source shrunk the same way.
+    pub source_size: (u32, u32),
 }
 
 /// What was drawn last, to redraw only on change.
@@ -181,8 +185,14 @@ pub fn render(
                 stats.remote_stamps_read += 1;
                 // the pattern is a function of its stamp: rebuild the source and compare
                 if stats.remote_stamps_read % 15 == 1 {
-                    let src = TestPattern::new(f.width, f.height).render(s.frame_no, s.capture_us);
-                    if let Some(db) = psnr_y(&src.data, &f.data) {
+                    let (sw, sh) = settings.source_size;
+                    let src = TestPattern::new(sw, sh).render(s.frame_no, s.capture_us);
+                    let src = if (sw, sh) == (f.width, f.height) {
+                        Some(src)
+                    } else {
+                        resize_bgr(&src, f.width, f.height).ok()
+                    };
+                    if let Some(db) = src.and_then(|src| psnr_y(&src.data, &f.data)) {
                         stats.psnr_sum += db;
                         stats.psnr_count += 1;
                     }
@@ -286,7 +296,10 @@ pub fn stats_line(
         sas: call.sas.clone(),
         nacks_sent: stats.nacks_sent,
         video_kbps: stats.video_bitrate / 1000,
+        video_width: stats.video_width,
+        video_height: stats.video_height,
         fragments_resent: stats.fragments_resent,
+        fragments_not_resent: stats.fragments_not_resent,
         handshakes: net.transport.secure_stats().handshakes_completed,
         audio_sent: stats.audio_sent,
         audio_received: stats.audio_received,

@@ -24,7 +24,25 @@ pub struct RateController {
     max: u32,
     current: u32,
     last_change: Option<Instant>,
+    /// Loss smoothed over the last few reports: a short report of a lossy but uncongested
+    /// link often shows a burst by chance.
+    loss: Option<f32>,
+    /// When the last report came, or (before any) when video started going out.
+    heard: Option<Instant>,
+    /// When video last went out.
+    sent: Option<Instant>,
 }
+
+/// Sending video and hearing no report for this long means the reports are lost on a
+/// link so full that they cannot get through: back off without them.
+const SILENCE: Duration = Duration::from_secs(1);
+
+/// Smoothed loss above which the link counts as full.
+const BACK_OFF_LOSS: f32 = 0.1;
+/// Smoothed loss under which the bitrate may probe upwards.
+const PROBE_LOSS: f32 = 0.02;
+/// Weight of the newest report in the smoothed loss.
+const LOSS_WEIGHT: f32 = 0.25;
 
 impl RateController {
     /// Starts at `start`, never below `min` nor above `max`.
@@ -34,6 +52,9 @@ impl RateController {
             max: max.max(min),
             current: start.clamp(min, max.max(min)),
             last_change: None,
+            loss: None,
+            heard: None,
+            sent: None,
         }
     }
 
@@ -42,17 +63,58 @@ impl RateController {
         self.current
     }
 
+    /// Video went out now.
+    pub fn on_sent(&mut self, now: Instant) {
+        if self
+            .sent
+            .is_none_or(|t| now.saturating_duration_since(t) > SILENCE)
+        {
+            // (re)starting: reports are due from now on
+            self.heard = Some(now);
+        }
+        self.sent = Some(now);
+    }
+
+    /// Checks that reports still come while video goes out; halves the target (once a
+    /// second) when they stopped. Returns the new target when it changed.
+    pub fn on_tick(&mut self, now: Instant) -> Option<u32> {
+        let sending = self
+            .sent
+            .is_some_and(|t| now.saturating_duration_since(t) < SILENCE / 2);
+        let silent = self
+            .heard
+            .is_some_and(|t| now.saturating_duration_since(t) >= SILENCE);
+        if !sending || !silent {
+            return None;
+        }
+        self.heard = Some(now);
+        let next = (self.current / 2).clamp(self.min, self.max);
+        self.last_change = Some(now);
+        (next != self.current).then(|| {
+            self.current = next;
+            next
+        })
+    }
+
     /// Takes a report; returns the new target when it changed.
     pub fn on_report(&mut self, r: ReceiverReport, now: Instant) -> Option<u32> {
+        self.heard = Some(now);
         let since = self
             .last_change
             .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
-        let next = if r.loss > 0.07 && since >= DOWN_EVERY {
+        let raw = if r.loss.is_finite() {
+            r.loss.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let loss = self.loss.map_or(raw, |l| l + LOSS_WEIGHT * (raw - l));
+        self.loss = Some(loss);
+        let next = if loss > BACK_OFF_LOSS && since >= DOWN_EVERY {
             // heavy loss: the link is full. Go below what actually arrived.
             let by_rate = (f64::from(r.receive_bps) * 0.85) as u32;
             let by_factor = (f64::from(self.current) * 0.7) as u32;
             by_rate.min(by_factor).max(by_factor / 2)
-        } else if r.loss < 0.02 && since >= UP_EVERY {
+        } else if loss < PROBE_LOSS && since >= UP_EVERY {
             (f64::from(self.current) * 1.08) as u32 + 10_000
         } else {
             return None;
@@ -64,6 +126,39 @@ impl RateController {
         self.current = next;
         self.last_change = Some(now);
         Some(next)
+    }
+}
+
+/// Share of the bitrate target that resent video may take: on a full link, resends that
+/// the link cannot carry only cause more loss, and more resend requests.
+const RESEND_SHARE: f64 = 0.3;
+/// Resends may come in a burst of this much time's worth.
+const RESEND_BURST: Duration = Duration::from_millis(200);
+
+/// A token bucket for resent video.
+#[derive(Debug, Clone, Default)]
+pub struct ResendBudget {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl ResendBudget {
+    /// Whether `bytes` may be resent now at a bitrate target of `bitrate_bps`; takes them
+    /// from the budget when so.
+    pub fn allow(&mut self, bytes: usize, bitrate_bps: u32, now: Instant) -> bool {
+        let rate = f64::from(bitrate_bps) * RESEND_SHARE / 8.0;
+        let cap = (rate * RESEND_BURST.as_secs_f64()).max(1500.0);
+        let dt = self
+            .last
+            .map_or(RESEND_BURST, |t| now.saturating_duration_since(t));
+        self.last = Some(now);
+        self.tokens = (self.tokens + rate * dt.as_secs_f64()).min(cap);
+        if self.tokens >= bytes as f64 {
+            self.tokens -= bytes as f64;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -91,10 +186,11 @@ mod tests {
             now += step;
             rc.on_report(report(rc.bitrate(), 1_000_000), now);
         }
-        // it probes up to the cap and backs off past it: it never sits far above
+        // it probes up to the cap and backs off past it: it never sits far above (loss-based
+        // control holds while the loss stays under 10 %, i.e. up to 11 % over the cap)
         assert!(
-            rc.bitrate() <= 1_100_000,
-            "at most 10 % over the cap: {}",
+            rc.bitrate() <= 1_120_000,
+            "at most 12 % over the cap: {}",
             rc.bitrate()
         );
         assert!(rc.bitrate() >= 500_000, "not collapsed: {}", rc.bitrate());
@@ -105,6 +201,84 @@ mod tests {
         }
         assert!(rc.bitrate() >= 1_500_000, "climbed back: {}", rc.bitrate());
         assert!(rc.bitrate() <= 2_500_000);
+    }
+
+    #[test]
+    fn random_five_percent_loss_in_short_reports_leaves_the_bitrate_alone() {
+        // 250 ms reports of ~40 fragments each, every fragment lost with p = 5 %
+        let mut rc = RateController::new(1_000_000, 150_000, 1_000_000);
+        let mut now = Instant::now();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut lowest = rc.bitrate();
+        for _ in 0..400 {
+            now += Duration::from_millis(250);
+            let lost = (0..40)
+                .filter(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed % 100 < 5
+                })
+                .count();
+            let r = ReceiverReport {
+                loss: lost as f32 / 40.0,
+                receive_bps: rc.bitrate(),
+            };
+            rc.on_report(r, now);
+            lowest = lowest.min(rc.bitrate());
+        }
+        assert!(lowest >= 700_000, "backed off to {lowest} on random loss");
+    }
+
+    #[test]
+    fn silence_while_sending_halves_the_bitrate_once_a_second() {
+        let mut rc = RateController::new(2_000_000, 150_000, 2_000_000);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // reports keep coming: nothing happens
+        for n in (0..3000).step_by(33) {
+            rc.on_sent(ms(n));
+            if n % 250 < 33 {
+                rc.on_report(report(rc.bitrate(), 10_000_000), ms(n));
+            }
+            assert_eq!(rc.on_tick(ms(n)), None);
+        }
+        // they stop while video goes on: halved after 1 s, then once a second
+        let mut changes = Vec::new();
+        for n in (3000..6000).step_by(33) {
+            rc.on_sent(ms(n));
+            if let Some(b) = rc.on_tick(ms(n)) {
+                changes.push((n, b));
+            }
+        }
+        // (the last report came at 2772 ms)
+        let when: Vec<u64> = changes.iter().map(|c| c.0).collect();
+        let rates: Vec<u32> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(when, vec![3792, 4815, 5838]);
+        assert_eq!(rates, vec![1_000_000, 500_000, 250_000]);
+        // no video going out (camera off): silence is expected
+        let mut idle = RateController::new(2_000_000, 150_000, 2_000_000);
+        idle.on_sent(t0);
+        assert_eq!(idle.on_tick(ms(5000)), None);
+    }
+
+    #[test]
+    fn resends_keep_to_a_share_of_the_bitrate() {
+        let mut b = ResendBudget::default();
+        let t0 = Instant::now();
+        let mut sent = 0usize;
+        // asked for far more than allowed: 1200-byte fragments every ms for 10 s at 1 Mbit/s
+        for ms in 0..10_000u64 {
+            if b.allow(1200, 1_000_000, t0 + Duration::from_millis(ms)) {
+                sent += 1200;
+            }
+        }
+        let bps = sent as f64 * 8.0 / 10.0;
+        assert!((280_000.0..=320_000.0).contains(&bps), "{bps} bit/s resent");
+        // an idle budget allows a burst, not an unbounded one
+        let later = t0 + Duration::from_secs(60);
+        let burst = (0..100).filter(|_| b.allow(1200, 1_000_000, later)).count();
+        assert!((5..=7).contains(&burst), "burst of {burst}");
     }
 
     #[test]
