@@ -8,6 +8,7 @@ use bevy_ecs::prelude::*;
 use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoStream};
 use crate::devices::window::{Overlay, PaneShow, Window};
 use crate::media::frame::unix_micros;
+use crate::media::h264::to_bgr;
 use crate::media::pattern::TestPattern;
 use crate::media::scale::resize_bgr;
 use crate::media::stamp::{read_stamp, Picture, Rect};
@@ -78,6 +79,11 @@ pub fn banner(call: &CallInfo, remote_has_video: bool, remote_camera_off: bool) 
     }
 }
 
+/// The peer's video counts as flowing when its last picture is this recent.
+const REMOTE_LIVE: Duration = Duration::from_millis(100);
+/// A new self-view picture waits at most this long for the peer's next picture.
+const SELF_VIEW_WAIT: Duration = Duration::from_millis(40);
+
 type StreamItem = (&'static mut VideoStream, Has<CameraOff>, Has<Muted>);
 
 /// Shows what is new; counts and times shown remote frames.
@@ -145,6 +151,7 @@ pub fn render(
             state.last_title = t;
         }
         let mut changed = overlay != state.last_overlay;
+        let t0 = Instant::now();
         if rstream.fresh {
             if let Some(f) = &rstream.frame {
                 if let Err(e) = w.upload_remote(f) {
@@ -159,15 +166,34 @@ pub fn render(
                     tracing::warn!("{e}");
                 }
             }
-            changed = true;
+            // While the peer's video flows, the self-view is drawn with the peer's next
+            // picture: one draw per frame instead of two, and a picture that arrives never
+            // waits behind a draw of the self-view.
+            let remote_live = remote_show == PaneShow::Video
+                && rstream
+                    .updated_at
+                    .is_some_and(|t| clock.now.saturating_duration_since(t) < REMOTE_LIVE);
+            let stale = state
+                .last_draw
+                .is_none_or(|t| clock.now.saturating_duration_since(t) >= SELF_VIEW_WAIT);
+            changed |= !remote_live || stale;
         }
         let due = state
             .last_draw
             .is_none_or(|t| clock.now.saturating_duration_since(t) >= settings.idle_redraw);
+        let t1 = Instant::now();
         if changed || due {
             if let Err(e) = w.draw(remote_show, local_show, settings.mirror, &overlay) {
                 tracing::warn!("{e}");
             }
+            tracing::trace!(
+                target: "render_timing",
+                "upload {} draw {} remote {} local {}",
+                (t1 - t0).as_micros(),
+                t1.elapsed().as_micros(),
+                rstream.fresh,
+                lstream.fresh
+            );
             state.last_draw = Some(clock.now);
             state.last_overlay = overlay;
         }
@@ -179,7 +205,10 @@ pub fn render(
             let latency = unix_micros().saturating_sub(f.capture_us);
             stats.latency_total.add(latency);
             stats.latency_window.add(latency);
-            let pic = Picture::bgr(&f.data, f.width, f.height);
+            let pic = match f.planes() {
+                Some((y, _, _)) => Picture::luma(y, f.width, f.height),
+                None => Picture::bgr(&f.data, f.width, f.height),
+            };
             if let Some(s) = read_stamp(&pic, Rect::full(f.width, f.height), false) {
                 stats.last_remote_stamp = Some(s.frame_no);
                 stats.remote_stamps_read += 1;
@@ -192,7 +221,11 @@ pub fn render(
                     } else {
                         resize_bgr(&src, f.width, f.height).ok()
                     };
-                    if let Some(db) = src.and_then(|src| psnr_y(&src.data, &f.data)) {
+                    let shown = to_bgr(f);
+                    let db = src
+                        .zip(shown)
+                        .and_then(|(src, shown)| psnr_y(&src.data, &shown.data));
+                    if let Some(db) = db {
                         stats.psnr_sum += db;
                         stats.psnr_count += 1;
                     }

@@ -328,6 +328,11 @@ fn a_flood_of_junk_replays_and_handshake_spam_changes_nothing() {
     let ports: Vec<UdpSocket> = (0..300)
         .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
         .collect();
+    // enough of the call to replay (H.264 of the test pattern takes ~2 datagrams a frame)
+    let end = Instant::now() + Duration::from_secs(10);
+    while tap.captured.lock().expect("lock").len() <= 100 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let captured = tap.captured.lock().expect("lock").clone();
     assert!(captured.len() > 100, "the tap captured traffic");
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;

@@ -13,7 +13,7 @@ use opencv::{imgproc, videoio};
 
 use crate::media::frame::unix_micros;
 use crate::media::pattern::TestPattern;
-use crate::media::VideoFrame;
+use crate::media::{PixelFormat, VideoFrame};
 
 /// Why the camera failed.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +231,7 @@ impl OpenCvSource {
             height: self.height,
             data,
             capture_us: unix_micros(),
+            format: PixelFormat::Bgr,
         })
     }
 }

@@ -12,7 +12,7 @@ use sdl2::video::WindowContext;
 use super::text;
 use crate::layout;
 use crate::media::stamp::Rect;
-use crate::media::VideoFrame;
+use crate::media::{PixelFormat, VideoFrame};
 
 /// The camera-off placeholder, from `assets/`.
 pub const PLACEHOLDER_PNG: &[u8] = include_bytes!("../../assets/camera-off.png");
@@ -164,10 +164,16 @@ impl Window {
         slot: &mut Option<VideoTexture>,
         f: &VideoFrame,
     ) -> Result<(), WindowError> {
-        let fits = matches!(slot, Some(t) if t.width == f.width && t.height == f.height);
+        let want = match f.format {
+            PixelFormat::Bgr => PixelFormatEnum::BGR24,
+            // planar YUV goes up as it is; SDL converts it while drawing
+            PixelFormat::I420 => PixelFormatEnum::IYUV,
+        };
+        let fits = matches!(slot, Some(t) if t.width == f.width && t.height == f.height
+            && t.texture.query().format == want);
         if !fits {
             let texture = creator
-                .create_texture_streaming(PixelFormatEnum::BGR24, f.width, f.height)
+                .create_texture_streaming(want, f.width, f.height)
                 .map_err(sdl)?;
             *slot = Some(VideoTexture {
                 texture,
@@ -175,8 +181,17 @@ impl Window {
                 height: f.height,
             });
         }
-        if let Some(t) = slot.as_mut() {
-            t.texture.update(None, &f.data, f.stride()).map_err(sdl)?;
+        let Some(t) = slot.as_mut() else {
+            return Ok(());
+        };
+        match f.planes() {
+            Some((y, u, v)) => {
+                let cw = f.width as usize / 2;
+                t.texture
+                    .update_yuv(None, y, f.width as usize, u, cw, v, cw)
+                    .map_err(sdl)?;
+            }
+            None => t.texture.update(None, &f.data, f.stride()).map_err(sdl)?,
         }
         Ok(())
     }

@@ -66,8 +66,13 @@ pub trait VideoEncoder: Send {
 pub trait VideoDecoder: Send {
     /// Which codec this is.
     fn codec(&self) -> CodecId;
-    /// Decodes one frame; errors mean the caller should ask for a keyframe.
+    /// Decodes one frame to BGR; errors mean the caller should ask for a keyframe.
     fn decode(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError>;
+    /// Decodes one frame to the codec's own pixel format (I420 for H.264), which a renderer
+    /// uploads without converting; by default the same as `decode`.
+    fn decode_native(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError> {
+        self.decode(data)
+    }
 }
 
 /// What an encoder is made for.

@@ -13,7 +13,7 @@ use openh264_sys2::{
     ENCODER_OPTION_TRACE_LEVEL, SPATIAL_LAYER_0, SPATIAL_LAYER_ALL, WELS_LOG_ERROR,
 };
 
-use super::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder, VideoFrame};
+use super::{CodecError, EncodedFrame, PixelFormat, VideoDecoder, VideoEncoder, VideoFrame};
 use crate::proto::CodecId;
 
 /// Seconds between the safety keyframes we force, so a receiver that lost a frame without
@@ -553,6 +553,11 @@ impl VideoEncoder for H264Encoder {
         frame: &VideoFrame,
         force_keyframe: bool,
     ) -> Result<EncodedFrame, CodecError> {
+        if frame.format != PixelFormat::Bgr {
+            return Err(CodecError::InvalidInput(
+                "the encoder takes BGR pictures".into(),
+            ));
+        }
         if (frame.width, frame.height) != (self.width, self.height) {
             self.restart(frame.width, frame.height)?;
         }
@@ -687,8 +692,47 @@ impl VideoDecoder for H264Decoder {
             height: yuv.height,
             data: bgr,
             capture_us: 0,
+            format: PixelFormat::Bgr,
         })
     }
+
+    fn decode_native(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError> {
+        let yuv = self.decode_i420(data)?;
+        let mut planes = Vec::with_capacity(yuv.y.len() + yuv.u.len() + yuv.v.len());
+        planes.extend_from_slice(&yuv.y);
+        planes.extend_from_slice(&yuv.u);
+        planes.extend_from_slice(&yuv.v);
+        Ok(VideoFrame {
+            width: yuv.width,
+            height: yuv.height,
+            data: planes,
+            capture_us: 0,
+            format: PixelFormat::I420,
+        })
+    }
+}
+
+/// An I420 [`VideoFrame`] as BGR (a BGR one is cloned).
+pub fn to_bgr(f: &VideoFrame) -> Option<VideoFrame> {
+    let Some((y, u, v)) = f.planes() else {
+        return (f.format == PixelFormat::Bgr).then(|| f.clone());
+    };
+    let yuv = I420Frame {
+        width: f.width,
+        height: f.height,
+        y: y.to_vec(),
+        u: u.to_vec(),
+        v: v.to_vec(),
+    };
+    let mut bgr = vec![0; f.width as usize * f.height as usize * 3];
+    i420_to_bgr(&yuv, &mut bgr);
+    Some(VideoFrame {
+        width: f.width,
+        height: f.height,
+        data: bgr,
+        capture_us: f.capture_us,
+        format: PixelFormat::Bgr,
+    })
 }
 
 #[cfg(test)]
@@ -735,6 +779,7 @@ mod tests {
             height: h as u32,
             data,
             capture_us: t as u64,
+            format: PixelFormat::Bgr,
         }
     }
 
@@ -902,6 +947,18 @@ mod tests {
         let mut want = vec![0; bgr.data.len()];
         i420_to_bgr(&yuv, &mut want);
         assert_eq!(bgr.data, want);
+        // the native decode hands out the same planes, packed, and converts to the same BGR
+        let native = H264Decoder::new()
+            .expect("decoder")
+            .decode_native(&au.data)
+            .expect("native");
+        assert_eq!(native.format, PixelFormat::I420);
+        assert_eq!(native.data.len(), 320 * 240 * 3 / 2);
+        let (y, u, v) = native.planes().expect("planes");
+        assert_eq!((y, u, v), (&yuv.y[..], &yuv.u[..], &yuv.v[..]));
+        assert_eq!(to_bgr(&native).expect("bgr").data, want);
+        // an encoder refuses planar input instead of misreading it
+        assert!(enc.encode(&native, false).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Vec3b, Vector};
 use opencv::imgcodecs;
 
-use super::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder, VideoFrame};
+use super::{CodecError, EncodedFrame, PixelFormat, VideoDecoder, VideoEncoder, VideoFrame};
 use crate::proto::CodecId;
 
 fn backend(e: opencv::Error) -> CodecError {
@@ -41,6 +41,11 @@ impl VideoEncoder for MjpegEncoder {
         frame: &VideoFrame,
         _force_keyframe: bool,
     ) -> Result<EncodedFrame, CodecError> {
+        if frame.format != PixelFormat::Bgr {
+            return Err(CodecError::InvalidInput(
+                "the encoder takes BGR pictures".into(),
+            ));
+        }
         let mat = Mat::new_rows_cols_with_bytes::<Vec3b>(
             frame.height as i32,
             frame.width as i32,
@@ -115,6 +120,7 @@ impl VideoDecoder for MjpegDecoder {
             height: size.height as u32,
             data: bytes.to_vec(),
             capture_us: 0,
+            format: PixelFormat::Bgr,
         })
     }
 }

@@ -16,4 +16,4 @@ pub mod timescale;
 pub mod worker;
 
 pub use codec::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder};
-pub use frame::VideoFrame;
+pub use frame::{PixelFormat, VideoFrame};

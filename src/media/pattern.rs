@@ -1,7 +1,7 @@
 //! The built-in test pattern: moving content plus the frame stamp.
 
 use super::stamp::{write_stamp, Stamp};
-use super::VideoFrame;
+use super::{PixelFormat, VideoFrame};
 
 /// Generates moving, stamped pictures of one size.
 #[derive(Debug)]
@@ -57,6 +57,7 @@ impl TestPattern {
             height: self.height,
             data,
             capture_us,
+            format: PixelFormat::Bgr,
         }
     }
 }

@@ -3,12 +3,14 @@
 use opencv::core::{Mat, MatTraitConstManual, Size, Vec3b};
 use opencv::imgproc;
 
-use super::{CodecError, VideoFrame};
+use super::{CodecError, PixelFormat, VideoFrame};
 
 /// `frame` resized to `width`×`height` (area averaging); the capture time is kept.
 pub fn resize_bgr(frame: &VideoFrame, width: u32, height: u32) -> Result<VideoFrame, CodecError> {
     let backend = |e: opencv::Error| CodecError::InvalidInput(format!("resize: {e}"));
-    if frame.data.len() != frame.width as usize * frame.height as usize * 3 {
+    if frame.format != PixelFormat::Bgr
+        || frame.data.len() != frame.width as usize * frame.height as usize * 3
+    {
         return Err(CodecError::InvalidInput(format!(
             "{} bytes for a {}x{} picture",
             frame.data.len(),
@@ -37,6 +39,7 @@ pub fn resize_bgr(frame: &VideoFrame, width: u32, height: u32) -> Result<VideoFr
         height,
         data: out.data_bytes().map_err(backend)?.to_vec(),
         capture_us: frame.capture_us,
+        format: PixelFormat::Bgr,
     })
 }
 

@@ -55,7 +55,7 @@ pub struct Picture<'a> {
     pub height: u32,
     /// Bytes per row.
     pub stride: usize,
-    /// Bytes per pixel: 3 or 4.
+    /// Bytes per pixel: 1 (a luma plane), 3 or 4.
     pub bpp: usize,
 }
 
@@ -71,12 +71,26 @@ impl<'a> Picture<'a> {
         }
     }
 
+    /// The Y plane of a planar picture (I420).
+    pub fn luma(data: &'a [u8], width: u32, height: u32) -> Self {
+        Self {
+            data,
+            width,
+            height,
+            stride: width as usize,
+            bpp: 1,
+        }
+    }
+
     /// Luma-like brightness of one pixel, symmetric in red and blue; 0 outside the picture.
     fn brightness(&self, x: i32, y: i32) -> u32 {
         if x < 0 || y < 0 || x as u32 >= self.width || y as u32 >= self.height {
             return 0;
         }
         let i = y as usize * self.stride + x as usize * self.bpp;
+        if self.bpp == 1 {
+            return self.data.get(i).map_or(0, |&v| u32::from(v));
+        }
         match self.data.get(i..i + 3) {
             Some(p) => (u32::from(p[0]) + 2 * u32::from(p[1]) + u32::from(p[2])) / 4,
             None => 0,

@@ -76,7 +76,7 @@ impl StreamDecoder {
                 frame_id: meta.frame_id,
             };
         };
-        let result = dec.decode(&frame.data).and_then(|mut pic| {
+        let result = dec.decode_native(&frame.data).and_then(|mut pic| {
             if pic.width != u32::from(meta.width) || pic.height != u32::from(meta.height) {
                 return Err(CodecError::SizeMismatch {
                     got_w: pic.width,
