@@ -1,7 +1,8 @@
 //! Mouth-to-ear latency: clicks played into A's microphone, recorded from B's speaker
 //! together with a direct copy of each click (PulseAudio's combine sink plays the click into
 //! A's microphone and B's speaker at once), so one recording holds both ends of the path.
-//! `cargo bench --bench audio_latency`; PRATTLE_BENCH_CLICKS sets how many (default 40).
+//! `cargo bench --bench audio_latency`; PRATTLE_BENCH_CLICKS sets how many (default 40),
+//! PRATTLE_BENCH_BUFFERS which device buffers to try (default `5,10,20`, in ms).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,7 +17,9 @@ fn quantile(v: &[f64], p: f64) -> f64 {
     s[((s.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn run(label: &str, extra: &[&str], n: usize) {
+/// One row: `extra` arguments for both peers; with `video` off both turn their camera off
+/// (the `c` key), so the audio path is measured alone, as the GStreamer reference was.
+fn run(label: &str, extra: &[&str], n: usize, video: bool) {
     let dir = scratch(&format!("latency-{label}"));
     let pulse = Pulse::start();
     let env = pulse.env();
@@ -45,11 +48,16 @@ fn run(label: &str, extra: &[&str], n: usize) {
         &to_a,
     ];
     args_b.extend_from_slice(extra);
-    let _a = Peer::start(&dir, "a", pa, &args_a, &env);
-    let b = Peer::start(&dir, "b", pb, &args_b, &env);
+    let mut a = Peer::start(&dir, "a", pa, &args_a, &env);
+    let mut b = Peer::start(&dir, "b", pb, &args_b, &env);
     b.wait_for(Duration::from_secs(15), "audio", |l| {
         num(l, "audio_received") > 200.0
     });
+    if !video {
+        a.keys("c");
+        b.keys("c");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let rec = dir.join("spkB.raw");
     let mut r = pulse.record("spkB.monitor", &rec);
     std::thread::sleep(Duration::from_millis(300));
@@ -84,7 +92,19 @@ fn main() {
     println!("Clicks into A's microphone, heard at B's speaker, two peers on loopback with a private PulseAudio.\n");
     println!("| device buffer | clicks heard | mic→speaker p50 | p95 | B's own estimate |");
     println!("|---|---|---|---|---|");
-    for ms in ["5", "10", "20"] {
-        run(&format!("{ms} ms"), &["--audio-buffer-ms", ms], n);
+    let buffers = std::env::var("PRATTLE_BENCH_BUFFERS").unwrap_or_else(|_| "5,10,20".into());
+    for ms in buffers.split(',') {
+        run(
+            &format!("{ms} ms, audio only"),
+            &["--audio-buffer-ms", ms],
+            n,
+            false,
+        );
+        run(
+            &format!("{ms} ms, with 480p video"),
+            &["--audio-buffer-ms", ms],
+            n,
+            true,
+        );
     }
 }

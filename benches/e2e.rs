@@ -1,12 +1,19 @@
-//! End-to-end bench: two real headless peers with the stamped test pattern, B calling A
-//! through `prattle-relay` (clean, 5 % loss with 30±10 ms delay, or a 1 Mbit/s cap).
+//! End-to-end bench: two real headless peers with the stamped test pattern and a private
+//! PulseAudio, B calling A through `prattle-relay` (clean, 5 % loss with 30±10 ms delay, or a
+//! 1 Mbit/s cap). Clicks played into A's microphone are recorded at B's speaker together with a
+//! direct copy (PulseAudio's combine sink), so one recording holds both ends of the audio path;
+//! both directions of the relay are impaired alike.
 //! Prints a markdown table of what arrived, how late and how good. `cargo bench --bench e2e`;
 //! PRATTLE_BENCH_SECS sets each call's length (default 10); PRATTLE_BENCH_SIZES and
 //! PRATTLE_BENCH_CODECS (comma-separated) pick rows.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{click_delays, clicks, read_raw, Pulse};
 use serde_json::Value;
 
 fn ticks_per_sec() -> f64 {
@@ -29,9 +36,10 @@ fn free_port() -> u16 {
         .unwrap_or(47_900)
 }
 
-fn spawn(args: &[String]) -> Child {
+fn spawn(args: &[String], pulse: &Pulse) -> Child {
     Command::new(env!("CARGO_BIN_EXE_prattle"))
         .args(args)
+        .envs(pulse.env())
         .env("RUST_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -63,9 +71,26 @@ struct Row {
     mbit: f64,
     cpu_a: f64,
     cpu_b: f64,
+    audio_p50: Option<f64>,
+    concealed: f64,
+    av_offset: Option<f64>,
 }
 
-fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64) -> Row {
+fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied()
+}
+
+/// One call; the A/V offset is how much later the peer is heard than seen, both measured
+/// end to end (clicks and stamps).
+fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: &Pulse) -> Row {
+    let mut r = call(size, codec, link, spec, secs, pulse);
+    r.av_offset = r.audio_p50.map(|a| a - r.p50);
+    r
+}
+
+fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: &Pulse) -> Row {
     let dir = std::env::temp_dir().join(format!("prattle-e2e-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let (pa, pb, pr) = (free_port(), free_port(), free_port());
@@ -83,8 +108,12 @@ fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64) -> Row {
         .spawn()
         .expect("start prattle-relay");
     let (sa, sb) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
-    let common = |port: u16, stats: &std::path::Path, d: f64| {
+    let args = |port: u16, stats: &std::path::Path, d: f64, me: &str| {
         vec![
+            "--mic".into(),
+            format!("mic{me}.monitor"),
+            "--speaker".into(),
+            format!("spk{me}"),
             "--headless".into(),
             "--camera".into(),
             "test".into(),
@@ -106,13 +135,25 @@ fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64) -> Row {
             format!("{d}"),
         ]
     };
-    let mut a = spawn(&common(pa, &sa, secs + 1.5));
+    let mut a = spawn(&args(pa, &sa, secs + 1.5, "A"), pulse);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args_b = common(pb, &sb, secs);
+    let mut args_b = args(pb, &sb, secs, "B");
     args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pr}")]);
     let start = Instant::now();
-    let mut b = spawn(&args_b);
-    std::thread::sleep(Duration::from_secs_f64(secs - 0.3));
+    let mut b = spawn(&args_b, pulse);
+    // clicks into A's microphone once the call has settled, recorded at B's speaker
+    std::thread::sleep(Duration::from_secs(2));
+    let rec = dir.join("spkB.raw");
+    let mut recorder = pulse.record("spkB.monitor", &rec);
+    std::thread::sleep(Duration::from_millis(200));
+    let n_clicks = ((secs - 3.5) * 2.0).max(1.0) as usize;
+    let mut player = pulse.play("clickAB", clicks(n_clicks, 500));
+    let _ = player.wait();
+    std::thread::sleep(Duration::from_secs_f64(
+        (secs - 0.3 - start.elapsed().as_secs_f64()).max(0.5),
+    ));
+    let _ = recorder.kill();
+    let _ = recorder.wait();
     let wall = start.elapsed().as_secs_f64();
     let (cpu_a, cpu_b) = (cpu_secs(a.id()), cpu_secs(b.id()));
     let _ = b.wait();
@@ -135,6 +176,9 @@ fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64) -> Row {
         mbit: n(&lb, "bytes_sent") * 8.0 / secs / 1e6,
         cpu_a: 100.0 * cpu_a / wall,
         cpu_b: 100.0 * cpu_b / wall,
+        audio_p50: median(&click_delays(&read_raw(&rec), 400.0)),
+        concealed: 100.0 * n(&lb, "audio_concealed") / n(&lb, "audio_received").max(1.0),
+        av_offset: None,
     }
 }
 
@@ -147,9 +191,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    println!("Two headless peers, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it.\n");
-    println!("| size | codec | link | shown | capture→shown p50 | p95 | p99 | longest freeze | Mbit/s | Y-PSNR | CPU A | CPU B |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("Two headless peers, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it.\n");
+    println!("| size | codec | link | shown | capture→shown p50 | p95 | p99 | longest freeze | Mbit/s | Y-PSNR | CPU A | CPU B | mic→speaker p50 | concealed | A/V offset |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let pulse = Pulse::start();
     let links = [
         ("clean", "clean"),
         ("5 % loss, 30±10 ms", "loss=5%,delay=20ms,jitter=20ms"),
@@ -165,9 +210,10 @@ fn main() {
     for size in pick("PRATTLE_BENCH_SIZES", &["640x480", "1280x720"]) {
         for codec in pick("PRATTLE_BENCH_CODECS", &["h264", "mjpeg"]) {
             for (link, spec) in links {
-                let r = run(size, codec, link, spec, secs);
+                let r = run(size, codec, link, spec, secs, &pulse);
+                let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
                 println!(
-                    "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % |",
+                    "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % | {} | {:.1} % | {} |",
                     r.size,
                     r.codec,
                     r.link,
@@ -179,7 +225,10 @@ fn main() {
                     r.mbit,
                     r.psnr,
                     r.cpu_a,
-                    r.cpu_b
+                    r.cpu_b,
+                    ms(r.audio_p50),
+                    r.concealed,
+                    ms(r.av_offset)
                 );
             }
         }
