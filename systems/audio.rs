@@ -366,6 +366,13 @@ pub fn play_audio(
             }
         };
         let drop = samples_to_drop(excess_ms, n, RATE);
+        tracing::trace!(
+            target: "audio_timing",
+            "pop delay {:.1} target {:.1} ring {} excess {excess_ms:.1} drop {drop}",
+            rx.jitter.stats().current_delay_ms,
+            rx.jitter.stats().target_delay_ms,
+            speaker.buffered()
+        );
         if drop > 0 {
             shorten(&rx.pcm[..n], drop, &mut rx.scaled);
             speaker.write(&rx.scaled);
