@@ -5,7 +5,7 @@
 //! both directions of the relay are impaired alike.
 //! Prints a markdown table of what arrived, how late and how good. `cargo bench --bench e2e`;
 //! PRATTLE_BENCH_SECS sets each call's length (default 10); PRATTLE_BENCH_SIZES and
-//! PRATTLE_BENCH_CODECS (comma-separated) pick rows.
+//! PRATTLE_BENCH_CODECS (comma-separated) pick rows; PRATTLE_BENCH_AUDIO=0 runs without sound.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -36,10 +36,10 @@ fn free_port() -> u16 {
         .unwrap_or(47_900)
 }
 
-fn spawn(args: &[String], pulse: &Pulse) -> Child {
+fn spawn(args: &[String], pulse: Option<&Pulse>) -> Child {
     Command::new(env!("CARGO_BIN_EXE_prattle"))
         .args(args)
-        .envs(pulse.env())
+        .envs(pulse.map(Pulse::env).unwrap_or_default())
         .env("RUST_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -72,7 +72,7 @@ struct Row {
     cpu_a: f64,
     cpu_b: f64,
     audio_p50: Option<f64>,
-    concealed: f64,
+    concealed: Option<f64>,
     av_offset: Option<f64>,
 }
 
@@ -84,13 +84,13 @@ fn median(v: &[f64]) -> Option<f64> {
 
 /// One call; the A/V offset is how much later the peer is heard than seen, both measured
 /// end to end (clicks and stamps).
-fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: &Pulse) -> Row {
+fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: Option<&Pulse>) -> Row {
     let mut r = call(size, codec, link, spec, secs, pulse);
     r.av_offset = r.audio_p50.map(|a| a - r.p50);
     r
 }
 
-fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: &Pulse) -> Row {
+fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: Option<&Pulse>) -> Row {
     let dir = std::env::temp_dir().join(format!("prattle-e2e-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let (pa, pb, pr) = (free_port(), free_port(), free_port());
@@ -142,18 +142,23 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: &Puls
     let start = Instant::now();
     let mut b = spawn(&args_b, pulse);
     // clicks into A's microphone once the call has settled, recorded at B's speaker
-    std::thread::sleep(Duration::from_secs(2));
     let rec = dir.join("spkB.raw");
-    let mut recorder = pulse.record("spkB.monitor", &rec);
-    std::thread::sleep(Duration::from_millis(200));
-    let n_clicks = ((secs - 3.5) * 2.0).max(1.0) as usize;
-    let mut player = pulse.play("clickAB", clicks(n_clicks, 500));
-    let _ = player.wait();
-    std::thread::sleep(Duration::from_secs_f64(
-        (secs - 0.3 - start.elapsed().as_secs_f64()).max(0.5),
-    ));
-    let _ = recorder.kill();
-    let _ = recorder.wait();
+    let _ = std::fs::remove_file(&rec);
+    if let Some(pulse) = pulse {
+        std::thread::sleep(Duration::from_secs(2));
+        let mut recorder = pulse.record("spkB.monitor", &rec);
+        std::thread::sleep(Duration::from_millis(200));
+        let n_clicks = ((secs - 3.5) * 2.0).max(1.0) as usize;
+        let mut player = pulse.play("clickAB", clicks(n_clicks, 500));
+        let _ = player.wait();
+        std::thread::sleep(Duration::from_secs_f64(
+            (secs - 0.3 - start.elapsed().as_secs_f64()).max(0.5),
+        ));
+        let _ = recorder.kill();
+        let _ = recorder.wait();
+    } else {
+        std::thread::sleep(Duration::from_secs_f64(secs - 0.3));
+    }
     let wall = start.elapsed().as_secs_f64();
     let (cpu_a, cpu_b) = (cpu_secs(a.id()), cpu_secs(b.id()));
     let _ = b.wait();
@@ -177,7 +182,8 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: &Puls
         cpu_a: 100.0 * cpu_a / wall,
         cpu_b: 100.0 * cpu_b / wall,
         audio_p50: median(&click_delays(&read_raw(&rec), 400.0)),
-        concealed: 100.0 * n(&lb, "audio_concealed") / n(&lb, "audio_received").max(1.0),
+        concealed: (n(&lb, "audio_received") > 0.0)
+            .then(|| 100.0 * n(&lb, "audio_concealed") / n(&lb, "audio_received")),
         av_offset: None,
     }
 }
@@ -194,7 +200,9 @@ fn main() {
     println!("Two headless peers, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it.\n");
     println!("| size | codec | link | shown | capture→shown p50 | p95 | p99 | longest freeze | Mbit/s | Y-PSNR | CPU A | CPU B | mic→speaker p50 | concealed | A/V offset |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let pulse = Pulse::start();
+    // PRATTLE_BENCH_AUDIO=0: no sound server, video only (and no PulseAudio daemon's load)
+    let audio = std::env::var("PRATTLE_BENCH_AUDIO").map_or(true, |v| v != "0");
+    let pulse = audio.then(Pulse::start);
     let links = [
         ("clean", "clean"),
         ("5 % loss, 30±10 ms", "loss=5%,delay=20ms,jitter=20ms"),
@@ -210,10 +218,10 @@ fn main() {
     for size in pick("PRATTLE_BENCH_SIZES", &["640x480", "1280x720"]) {
         for codec in pick("PRATTLE_BENCH_CODECS", &["h264", "mjpeg"]) {
             for (link, spec) in links {
-                let r = run(size, codec, link, spec, secs, &pulse);
+                let r = run(size, codec, link, spec, secs, pulse.as_ref());
                 let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
                 println!(
-                    "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % | {} | {:.1} % | {} |",
+                    "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % | {} | {} | {} |",
                     r.size,
                     r.codec,
                     r.link,
@@ -227,7 +235,7 @@ fn main() {
                     r.cpu_a,
                     r.cpu_b,
                     ms(r.audio_p50),
-                    r.concealed,
+                    r.concealed.map_or("–".to_string(), |c| format!("{c:.1} %")),
                     ms(r.av_offset)
                 );
             }
