@@ -19,6 +19,7 @@ use crate::devices::window::{Window, WindowError};
 use crate::keys::KeyStore;
 use crate::media::codec::EncoderSettings;
 use crate::media::rate::RateController;
+use crate::media::worker::Wake;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
 use crate::proto::{Reassembler, SendHistory};
@@ -115,6 +116,8 @@ pub struct App {
     world: World,
     schedule: Schedule,
     duration: Option<Duration>,
+    /// Threads with something for the next tick wake the loop before its sleep ends.
+    woken: crossbeam_channel::Receiver<()>,
 }
 
 /// The address peers reach us at, for the status line.
@@ -223,18 +226,23 @@ impl App {
         world.insert_resource(Control::default());
         world.insert_resource(call);
         world.insert_resource(StdinKeys::spawn());
+        let (wake, woken) = Wake::new();
+        camera.set_wake(wake.clone());
         world.insert_resource(CameraDevice(camera));
-        let encoder = Encoder::new(EncoderSettings {
-            codec: opts.codec,
-            width: opts.size.0,
-            height: opts.size.1,
-            fps: opts.fps,
-            bitrate: opts.bitrate,
-            quality: opts.quality,
-        })
+        let encoder = Encoder::new(
+            EncoderSettings {
+                codec: opts.codec,
+                width: opts.size.0,
+                height: opts.size.1,
+                fps: opts.fps,
+                bitrate: opts.bitrate,
+                quality: opts.quality,
+            },
+            Some(wake.clone()),
+        )
         .map_err(|e| AppError::Codec(e.to_string()))?;
         world.insert_resource(encoder);
-        world.insert_resource(Decoder::default());
+        world.insert_resource(Decoder::new(Some(wake.clone())));
         // MJPEG has no bitrate of its own: its target starts at what quality 75 costs (about
         // 0.6 bit per pixel) and only the sent size follows it down on a congested link
         let start_bitrate = match opts.codec {
@@ -306,6 +314,7 @@ impl App {
             world,
             schedule,
             duration: opts.duration.map(Duration::from_secs_f64),
+            woken,
         })
     }
 
@@ -328,7 +337,8 @@ impl App {
                 self.final_stats();
                 return Err(AppError::Call(why));
             }
-            std::thread::sleep(TICK);
+            // a tick every millisecond, or at once when a picture is ready
+            let _ = self.woken.recv_timeout(TICK);
         }
         self.final_stats();
         Ok(())

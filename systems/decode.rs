@@ -7,7 +7,7 @@ use bevy_ecs::prelude::*;
 
 use crate::components::{Clock, Incoming, KeyframeFeedback, Remote, VideoStream};
 use crate::media::stream_decoder::{DecodeOutcome, StreamDecoder};
-use crate::media::worker::Worker;
+use crate::media::worker::{Wake, Worker};
 use crate::proto::fragment::CompleteFrame;
 use crate::stats::CallStats;
 
@@ -31,29 +31,41 @@ pub struct Decoder {
     generation: u64,
     /// A frame could not be handed over: the next one follows a gap.
     gap: bool,
+    /// Signalled when a frame is decoded.
+    wake: Option<Wake>,
 }
 
 impl Decoder {
+    /// A decoder whose thread signals `wake` when a frame is decoded.
+    pub fn new(wake: Option<Wake>) -> Self {
+        Self {
+            wake,
+            ..Self::default()
+        }
+    }
+
     fn worker(&mut self) -> Option<&mut DecodeWorker> {
         if self.worker.as_ref().is_none_or(Worker::is_dead) {
             if self.worker.is_some() {
                 tracing::warn!("video decoder stopped; starting a new one");
             }
             let mut stream = StreamDecoder::default();
-            self.worker = Worker::spawn("video-decode", DECODE_QUEUE, move |(g, job)| {
-                (
-                    g,
-                    match job {
-                        Job::Reset => {
-                            stream.reset();
-                            DecodeOutcome::NoPicture
-                        }
-                        Job::Frame(f) => stream.decode(&f),
-                    },
-                )
-            })
-            .map_err(|e| tracing::warn!("video decoder thread: {e}"))
-            .ok();
+            let wake = self.wake.clone();
+            self.worker =
+                Worker::spawn_waking("video-decode", DECODE_QUEUE, wake, move |(g, job)| {
+                    (
+                        g,
+                        match job {
+                            Job::Reset => {
+                                stream.reset();
+                                DecodeOutcome::NoPicture
+                            }
+                            Job::Frame(f) => stream.decode(&f),
+                        },
+                    )
+                })
+                .map_err(|e| tracing::warn!("video decoder thread: {e}"))
+                .ok();
             // a fresh decoder has no reference: everything waits for a keyframe
             self.gap = true;
         }

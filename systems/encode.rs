@@ -9,7 +9,7 @@ use crate::components::{CallInfo, KeyframeFeedback, Local, Outgoing, VideoStream
 use crate::media::codec::{new_encoder, EncoderSettings};
 use crate::media::ladder::SizeLadder;
 use crate::media::scale::resize_bgr;
-use crate::media::worker::Worker;
+use crate::media::worker::{Wake, Worker};
 use crate::media::{CodecError, EncodedFrame, VideoEncoder, VideoFrame};
 use crate::proto::fragment::FrameMeta;
 use crate::proto::CodecId;
@@ -49,12 +49,14 @@ pub struct Encoder {
     bitrate_pending: bool,
     /// The size sent follows the bitrate.
     ladder: SizeLadder,
+    /// Signalled when a picture is encoded.
+    wake: Option<Wake>,
 }
 
-fn start(encoder: Box<dyn VideoEncoder>) -> Option<Worker<Job, Done>> {
+fn start(encoder: Box<dyn VideoEncoder>, wake: Option<Wake>) -> Option<Worker<Job, Done>> {
     let mut encoder = encoder;
     // one picture at a time: a picture that finds the encoder busy is dropped, not queued
-    Worker::spawn("video-encode", 1, move |job: Job| {
+    Worker::spawn_waking("video-encode", 1, wake, move |job: Job| {
         if let Some(bps) = job.bitrate {
             if let Err(e) = encoder.set_target_bitrate(bps) {
                 tracing::warn!("bitrate {bps}: {e}");
@@ -79,13 +81,15 @@ fn start(encoder: Box<dyn VideoEncoder>) -> Option<Worker<Job, Done>> {
 }
 
 impl Encoder {
-    /// Makes the encoder described by `settings` and its thread.
-    pub fn new(settings: EncoderSettings) -> Result<Self, CodecError> {
+    /// Makes the encoder described by `settings` and its thread, which signals `wake` when a
+    /// picture is done.
+    pub fn new(settings: EncoderSettings, wake: Option<Wake>) -> Result<Self, CodecError> {
         let codec = new_encoder(settings)?;
         Ok(Self {
             settings,
             codec: codec.codec(),
-            worker: start(codec),
+            worker: start(codec, wake.clone()),
+            wake,
             next_frame_id: 0,
             force_pending: false,
             bitrate: None,
@@ -108,7 +112,7 @@ impl Encoder {
             self.worker = new_encoder(settings)
                 .map_err(|e| tracing::warn!("video encoder: {e}"))
                 .ok()
-                .and_then(start);
+                .and_then(|e| start(e, self.wake.clone()));
             // the peer's decoder needs a fresh start
             self.force_pending = true;
         }

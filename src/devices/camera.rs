@@ -13,6 +13,7 @@ use opencv::{imgproc, videoio};
 
 use crate::media::frame::unix_micros;
 use crate::media::pattern::TestPattern;
+use crate::media::worker::Wake;
 use crate::media::{PixelFormat, VideoFrame};
 
 /// Why the camera failed.
@@ -327,6 +328,7 @@ struct Shared {
     stop: AtomicBool,
     status: AtomicU8,
     latest: Mutex<Option<VideoFrame>>,
+    wake: std::sync::OnceLock<Wake>,
 }
 
 impl Shared {
@@ -354,6 +356,7 @@ impl Camera {
             stop: AtomicBool::new(false),
             status: AtomicU8::new(CameraStatus::Starting.to_u8()),
             latest: Mutex::new(None),
+            wake: std::sync::OnceLock::new(),
         });
         source.open()?;
         shared.set_status(CameraStatus::Live);
@@ -367,6 +370,11 @@ impl Camera {
             thread: Some(thread),
             description,
         })
+    }
+
+    /// Signals `wake` whenever a new picture is there (set once).
+    pub fn set_wake(&self, wake: Wake) {
+        let _ = self.shared.wake.set(wake);
     }
 
     /// The newest picture since the last call, if any.
@@ -442,6 +450,9 @@ fn capture_loop(mut source: Box<dyn FrameSource>, shared: &Shared) {
                 shared.set_status(CameraStatus::Live);
                 if let Ok(mut l) = shared.latest.lock() {
                     *l = Some(frame);
+                }
+                if let Some(w) = shared.wake.get() {
+                    w.signal();
                 }
             }
             Err(e) => {

@@ -9,6 +9,24 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
+/// Wakes the tick loop early: a thread that has something for the next tick (a finished
+/// picture, a new camera frame) says so instead of waiting for the loop's sleep to end.
+#[derive(Debug, Clone)]
+pub struct Wake(Sender<()>);
+
+impl Wake {
+    /// A wake signal and the receiver the loop waits on.
+    pub fn new() -> (Self, Receiver<()>) {
+        let (tx, rx) = bounded(1);
+        (Self(tx), rx)
+    }
+
+    /// Wakes the loop (a pending wake-up is enough: never blocks).
+    pub fn signal(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
 /// One thread running `work` on every job.
 pub struct Worker<J, R> {
     jobs: Option<Sender<J>>,
@@ -24,6 +42,16 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
     pub fn spawn(
         name: &str,
         capacity: usize,
+        work: impl FnMut(J) -> R + Send + 'static,
+    ) -> std::io::Result<Self> {
+        Self::spawn_waking(name, capacity, None, work)
+    }
+
+    /// Like [`Worker::spawn`], signalling `wake` after every finished job.
+    pub fn spawn_waking(
+        name: &str,
+        capacity: usize,
+        wake: Option<Wake>,
         mut work: impl FnMut(J) -> R + Send + 'static,
     ) -> std::io::Result<Self> {
         let capacity = capacity.max(1);
@@ -35,6 +63,9 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                 for job in job_rx {
                     if res_tx.send(work(job)).is_err() {
                         break;
+                    }
+                    if let Some(w) = &wake {
+                        w.signal();
                     }
                 }
             })?;
@@ -133,6 +164,16 @@ mod tests {
         let got: Vec<u32> = (0..4).filter_map(|_| wait_next(&mut w)).collect();
         assert_eq!(got, vec![0, 2, 4, 6]);
         assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_finished_job_wakes_the_loop() {
+        let (wake, woken) = Wake::new();
+        let mut w = Worker::spawn_waking("test", 2, Some(wake), |x: u32| x + 1).expect("spawn");
+        assert!(woken.try_recv().is_err());
+        assert!(w.submit(1).is_ok());
+        assert!(woken.recv_timeout(Duration::from_secs(5)).is_ok());
+        assert_eq!(w.try_next(), Some(2));
     }
 
     #[test]
