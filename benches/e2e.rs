@@ -13,7 +13,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{click_delays, clicks, read_raw, Pulse};
+use common::{click_delays, clicks, free_port, read_raw, Pulse};
 use serde_json::Value;
 
 fn ticks_per_sec() -> f64 {
@@ -27,13 +27,6 @@ fn cpu_secs(pid: u32) -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (get(11) + get(12)) / ticks_per_sec()
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(47_900)
 }
 
 fn spawn(args: &[String], pulse: Option<&Pulse>) -> Child {

@@ -625,8 +625,25 @@ impl H264Decoder {
         Ok(Self { inner })
     }
 
-    /// Decodes one access unit to planar YUV, for a renderer that uploads I420 directly.
+    /// Decodes one access unit to planar YUV.
     pub fn decode_i420(&mut self, data: &[u8]) -> Result<I420Frame, CodecError> {
+        let mut y = Vec::new();
+        let (width, height) = self.decode_packed(data, &mut y)?;
+        let (y_len, c_len) = plane_lens(width, height);
+        let v = y.split_off(y_len + c_len);
+        let u = y.split_off(y_len);
+        Ok(I420Frame {
+            width,
+            height,
+            y,
+            u,
+            v,
+        })
+    }
+
+    /// Decodes one access unit into `out` as packed I420 (Y, then U, then V), the layout of an
+    /// I420 [`VideoFrame`]; returns the picture size.
+    fn decode_packed(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), CodecError> {
         // everything our encoder sends starts with an Annex-B start code; refuse the rest
         // before it reaches the C parser
         let annex_b = data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]);
@@ -651,31 +668,35 @@ impl H264Decoder {
         {
             return Err(CodecError::Corrupt);
         }
-        let (width, height) = (
+        let size = (
             u32::try_from(w).map_err(|_| CodecError::Corrupt)?,
             u32::try_from(h).map_err(|_| CodecError::Corrupt)?,
         );
-        Ok(I420Frame {
-            width,
-            height,
-            y: pack_plane(yuv.y(), ys, w, h)?,
-            u: pack_plane(yuv.u(), us, w / 2, h / 2)?,
-            v: pack_plane(yuv.v(), vs, w / 2, h / 2)?,
-        })
+        out.clear();
+        out.reserve(w * h * 3 / 2);
+        pack_plane(yuv.y(), ys, w, h, out)?;
+        pack_plane(yuv.u(), us, w / 2, h / 2, out)?;
+        pack_plane(yuv.v(), vs, w / 2, h / 2, out)?;
+        Ok(size)
     }
 }
 
-/// Copies a strided plane into a tight one.
-fn pack_plane(src: &[u8], stride: usize, w: usize, h: usize) -> Result<Vec<u8>, CodecError> {
+/// Appends `h` rows of `w` bytes of a plane with row stride `stride` to `out`.
+fn pack_plane(
+    src: &[u8],
+    stride: usize,
+    w: usize,
+    h: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     let need = stride * (h - 1) + w;
     if src.len() < need {
         return Err(CodecError::Corrupt);
     }
-    let mut out = Vec::with_capacity(w * h);
     for row in src.chunks(stride).take(h) {
         out.extend_from_slice(&row[..w]);
     }
-    Ok(out)
+    Ok(())
 }
 
 impl VideoDecoder for H264Decoder {
@@ -684,31 +705,32 @@ impl VideoDecoder for H264Decoder {
     }
 
     fn decode(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError> {
-        let yuv = self.decode_i420(data)?;
-        let mut bgr = vec![0; yuv.width as usize * yuv.height as usize * 3];
-        i420_to_bgr(&yuv, &mut bgr);
-        Ok(VideoFrame {
-            width: yuv.width,
-            height: yuv.height,
-            data: bgr,
-            capture_us: 0,
-            format: PixelFormat::Bgr,
-        })
+        Ok(bgr_frame(&self.decode_i420(data)?, 0))
     }
 
     fn decode_native(&mut self, data: &[u8]) -> Result<VideoFrame, CodecError> {
-        let yuv = self.decode_i420(data)?;
-        let mut planes = Vec::with_capacity(yuv.y.len() + yuv.u.len() + yuv.v.len());
-        planes.extend_from_slice(&yuv.y);
-        planes.extend_from_slice(&yuv.u);
-        planes.extend_from_slice(&yuv.v);
+        let mut planes = Vec::new();
+        let (width, height) = self.decode_packed(data, &mut planes)?;
         Ok(VideoFrame {
-            width: yuv.width,
-            height: yuv.height,
+            width,
+            height,
             data: planes,
             capture_us: 0,
             format: PixelFormat::I420,
         })
+    }
+}
+
+/// `yuv` converted to a BGR [`VideoFrame`] captured at `capture_us`.
+fn bgr_frame(yuv: &I420Frame, capture_us: u64) -> VideoFrame {
+    let mut bgr = vec![0; yuv.width as usize * yuv.height as usize * 3];
+    i420_to_bgr(yuv, &mut bgr);
+    VideoFrame {
+        width: yuv.width,
+        height: yuv.height,
+        data: bgr,
+        capture_us,
+        format: PixelFormat::Bgr,
     }
 }
 
@@ -724,15 +746,7 @@ pub fn to_bgr(f: &VideoFrame) -> Option<VideoFrame> {
         u: u.to_vec(),
         v: v.to_vec(),
     };
-    let mut bgr = vec![0; f.width as usize * f.height as usize * 3];
-    i420_to_bgr(&yuv, &mut bgr);
-    Some(VideoFrame {
-        width: f.width,
-        height: f.height,
-        data: bgr,
-        capture_us: f.capture_us,
-        format: PixelFormat::Bgr,
-    })
+    Some(bgr_frame(&yuv, f.capture_us))
 }
 
 #[cfg(test)]
