@@ -452,8 +452,9 @@ impl Microphone {
                     .build_input_stream::<f32, _, _>(
                         config,
                         move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                            let mut dropped = 0u64;
+                            let (mut produced, mut dropped) = (0u64, 0u64);
                             mix.feed(data, |s| {
+                                produced += 1;
                                 if prod.try_push(s).is_err() {
                                     dropped += 1;
                                 }
@@ -461,6 +462,7 @@ impl Microphone {
                             if dropped > 0 {
                                 c.overruns.fetch_add(dropped, Ordering::Relaxed);
                             }
+                            c.samples.fetch_add(produced, Ordering::Relaxed);
                             c.callbacks.fetch_add(1, Ordering::Relaxed);
                         },
                         move |_e| c_err.failed.store(true, Ordering::Relaxed),

@@ -50,7 +50,11 @@ impl Peer {
         }
         cmd.arg("--stats")
             .arg(&stats)
-            .env("RUST_LOG", "info,laminar=off")
+            // PRATTLE_PEER_LOG overrides the peers' log filter (e.g. `info,audio_timing=trace`)
+            .env(
+                "RUST_LOG",
+                std::env::var("PRATTLE_PEER_LOG").unwrap_or_else(|_| "info,laminar=off".into()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"));
@@ -285,6 +289,12 @@ impl Pulse {
             ),
             ("HOME".into(), self.dir.display().to_string()),
         ]
+    }
+
+    /// The daemon's process id (from its pid file).
+    pub fn pid(&self) -> u32 {
+        let text = fs::read_to_string(self.dir.join("pulse/pid")).expect("pulseaudio pid file");
+        text.trim().parse().expect("pid")
     }
 
     /// A command bound to this server.
