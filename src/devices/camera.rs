@@ -363,7 +363,11 @@ impl Camera {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("camera".into())
-            .spawn(move || capture_loop(source, &s))
+            .spawn(move || {
+                // like the codecs, capture yields to the call loop
+                crate::media::priority::lower_current_thread(crate::media::priority::VIDEO_NICE);
+                capture_loop(source, &s)
+            })
             .map_err(|e| CameraError::Read(e.to_string()))?;
         Ok(Self {
             shared,

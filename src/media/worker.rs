@@ -38,7 +38,8 @@ pub struct Worker<J, R> {
 }
 
 impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
-    /// Starts a thread named `name` that turns each job into one result with `work`.
+    /// Starts a thread named `name` that turns each job into one result with `work`; it runs
+    /// at a lower priority than the call loop ([`super::priority::VIDEO_NICE`]).
     pub fn spawn(
         name: &str,
         capacity: usize,
@@ -60,6 +61,9 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                // codec work is what can wait a little: the call loop (and the speaker it
+                // feeds) goes first when the cores are busy
+                super::priority::lower_current_thread(super::priority::VIDEO_NICE);
                 for job in job_rx {
                     if res_tx.send(work(job)).is_err() {
                         break;

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test.
+/// The binary under test: this build's, or PRATTLE_BIN (to compare two builds in the benches).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_prattle")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("PRATTLE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_prattle").into())
+    })
 }
 
 /// A UDP port free right now on loopback.
