@@ -11,7 +11,7 @@ use crate::components::{
     CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
     Participant, Remote, VideoStream,
 };
-use crate::devices::audio::{MicSource, SpeakerSink, RATE};
+use crate::devices::audio::{MicSource, SpeakerSink};
 use crate::devices::camera::{
     self, Camera, CameraError, CameraSource, OpenCvSource, PatternSource,
 };
@@ -281,8 +281,7 @@ impl App {
         world.insert_non_send(AudioSender::new(opts.audio_bitrate));
         // play out a frame when the speaker holds less than one device buffer plus 2 ms for
         // the tick (a tick is short: the codecs run on their own threads)
-        let low_water = (RATE * (opts.audio_buffer_ms + 2) / 1000) as usize;
-        world.insert_non_send(AudioReceiver::new(low_water));
+        world.insert_non_send(AudioReceiver::new());
         world.spawn((
             Participant { name: "me".into() },
             Local,

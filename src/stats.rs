@@ -130,6 +130,8 @@ pub struct CallStats {
     pub speaker_samples: u64,
     /// Audio waiting in the speaker's ring, ms.
     pub speaker_buffered_ms: f64,
+    /// How far above one device buffer the speaker's ring is kept (adapts to underruns), ms.
+    pub speaker_margin_ms: f64,
     /// Estimated mouth-to-ear delay on our side (frame, jitter buffer, rings, devices), ms.
     pub mic_to_speaker_ms: Option<f64>,
 }
@@ -223,6 +225,8 @@ pub struct StatsLine {
     pub speaker_samples: u64,
     /// See [`CallStats`].
     pub speaker_buffered_ms: f64,
+    /// See [`CallStats`].
+    pub speaker_margin_ms: f64,
     /// See [`CallStats`].
     pub mic_to_speaker_ms: Option<f64>,
     /// How much later the peer's sound is heard than its picture is seen, ms (negative: sound first).

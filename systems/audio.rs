@@ -14,6 +14,7 @@ use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerS
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
+use crate::media::playout_margin::PlayoutMargin;
 use crate::media::timescale::{samples_to_drop, shorten};
 use crate::proto::AudioFrame;
 use crate::session::CallState;
@@ -215,13 +216,13 @@ pub struct AudioReceiver {
     pcm: Vec<i16>,
     /// A frame played slightly faster.
     scaled: Vec<i16>,
-    /// Speaker ring level below which another frame is played out.
-    low_water: usize,
+    /// How far above one device buffer the speaker's ring is kept.
+    margin: PlayoutMargin,
 }
 
 impl AudioReceiver {
-    /// A receiver whose speaker ring is refilled below `low_water` samples.
-    pub fn new(low_water: usize) -> Self {
+    /// A receiver with an empty jitter buffer.
+    pub fn new() -> Self {
         Self {
             jitter: JitterBuffer::new(JitterConfig {
                 frame: Duration::from_millis(u64::from(FRAME_MS)),
@@ -232,9 +233,15 @@ impl AudioReceiver {
             decoder: OpusDecoder::new().ok(),
             pcm: vec![0; FRAME_SAMPLES],
             scaled: Vec::with_capacity(FRAME_SAMPLES),
-            low_water,
+            margin: PlayoutMargin::default(),
             pace: SpeakerPace::default(),
         }
+    }
+}
+
+impl Default for AudioReceiver {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -339,11 +346,18 @@ pub fn play_audio(
         rx.jitter.reset();
         return;
     }
+    let underruns = speaker
+        .counters()
+        .underruns
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let margin_ms = rx.margin.update(clock.now, underruns);
+    // the ring is refilled below one device buffer plus the margin
+    let low_water = ((f64::from(buffer_ms) + margin_ms) * f64::from(RATE) / 1000.0) as usize;
     let mut guard = 0;
-    while speaker.buffered() < rx.low_water && guard < 8 {
+    while speaker.buffered() < low_water && guard < 8 {
         guard += 1;
         // how far below the low-water mark the ring already is counts as delay gone
-        let below_ms = (rx.low_water - speaker.buffered()) as f64 * 1000.0 / f64::from(RATE);
+        let below_ms = (low_water - speaker.buffered()) as f64 * 1000.0 / f64::from(RATE);
         let mut excess_ms = 0.0;
         let n = match (rx.jitter.pop(clock.now), rx.decoder.as_mut()) {
             (Playout::Packet(p), Some(d)) => {
@@ -392,10 +406,8 @@ pub fn play_audio(
         .counters()
         .samples
         .load(std::sync::atomic::Ordering::Relaxed);
-    stats.speaker_underruns = speaker
-        .counters()
-        .underruns
-        .load(std::sync::atomic::Ordering::Relaxed);
+    stats.speaker_underruns = underruns;
+    stats.speaker_margin_ms = margin_ms;
     // mouth-to-ear: the frame itself, what waits in the jitter buffer and the speaker ring,
     // and the two device buffers (the network adds its one-way delay on top)
     stats.mic_to_speaker_ms = live.then(|| {

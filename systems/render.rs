@@ -345,6 +345,7 @@ pub fn stats_line(
         speaker_underruns: stats.speaker_underruns,
         speaker_samples: stats.speaker_samples,
         speaker_buffered_ms: stats.speaker_buffered_ms,
+        speaker_margin_ms: stats.speaker_margin_ms,
         mic_to_speaker_ms: stats.mic_to_speaker_ms,
         av_offset_ms: stats
             .mic_to_speaker_ms

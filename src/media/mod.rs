@@ -8,6 +8,7 @@ pub mod ladder;
 pub mod mjpeg;
 pub mod opus_codec;
 pub mod pattern;
+pub mod playout_margin;
 pub mod priority;
 pub mod rate;
 pub mod scale;

@@ -56,6 +56,10 @@ mod tests {
         .join()
         .expect("thread");
         assert_eq!(lowered, VIDEO_NICE.min(19 - before));
-        assert_eq!(current_nice(), before, "the spawning thread keeps its priority");
+        assert_eq!(
+            current_nice(),
+            before,
+            "the spawning thread keeps its priority"
+        );
     }
 }
