@@ -40,6 +40,8 @@ use crate::systems::render::{
 
 /// Time between ticks when nothing is waiting.
 pub const TICK: Duration = Duration::from_millis(1);
+/// The video bitrate never goes below this (the ladder's smallest steps fit under it).
+const MIN_VIDEO_BPS: u32 = 50_000;
 
 /// Why the app could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +257,7 @@ impl App {
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
             history: SendHistory::default(),
-            rate: RateController::new(start_bitrate, 150_000, start_bitrate),
+            rate: RateController::new(start_bitrate, MIN_VIDEO_BPS, start_bitrate),
             resend_budget: Default::default(),
             rx: RxWindow::new(now),
             new_bitrate: None,

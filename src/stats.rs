@@ -84,6 +84,8 @@ pub struct CallStats {
     pub video_width: u32,
     /// See `video_width`.
     pub video_height: u32,
+    /// Frames a second we send (a third of the camera's at the lowest step).
+    pub video_fps: f64,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
     /// Resend requests not answered: resends may take only 30 % of the bitrate target.
@@ -197,6 +199,8 @@ pub struct StatsLine {
     pub video_width: u32,
     /// Height of the pictures we send.
     pub video_height: u32,
+    /// Frames a second we send.
+    pub video_fps: f64,
     /// See [`CallStats`].
     pub fragments_resent: u64,
     /// See [`CallStats`].

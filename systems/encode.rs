@@ -7,7 +7,7 @@ use bevy_ecs::prelude::*;
 
 use crate::components::{CallInfo, KeyframeFeedback, Local, Outgoing, VideoStream};
 use crate::media::codec::{new_encoder, EncoderSettings};
-use crate::media::ladder::SizeLadder;
+use crate::media::ladder::Ladder;
 use crate::media::scale::resize_bgr;
 use crate::media::worker::{Wake, Worker};
 use crate::media::{CodecError, EncodedFrame, VideoEncoder, VideoFrame};
@@ -47,8 +47,12 @@ pub struct Encoder {
     bitrate: Option<u32>,
     /// `bitrate` changed and was not yet handed to the encoder.
     bitrate_pending: bool,
-    /// The size sent follows the bitrate.
-    ladder: SizeLadder,
+    /// The size and frame rate sent follow the bitrate.
+    ladder: Ladder,
+    /// Camera frames offered while connected (every `divisor`-th is sent).
+    camera_frames: u64,
+    /// The frame-rate divisor the encoder's bitrate was last scaled for.
+    divisor: u32,
     /// Signalled when a picture is encoded.
     wake: Option<Wake>,
 }
@@ -94,19 +98,27 @@ impl Encoder {
             force_pending: false,
             bitrate: None,
             bitrate_pending: false,
-            ladder: SizeLadder::new(
+            ladder: Ladder::new(
                 (settings.width, settings.height),
                 settings.fps,
                 settings.codec,
             ),
+            camera_frames: 0,
+            divisor: 1,
         })
+    }
+
+    /// The bitrate handed to the codec: its rate control budgets each frame at the camera's
+    /// frame rate, so when only every `divisor`-th frame goes out it gets that much more.
+    fn encoder_bitrate(&self) -> Option<u32> {
+        self.bitrate.map(|b| b.saturating_mul(self.divisor))
     }
 
     fn worker(&mut self) -> Option<&mut Worker<Job, Done>> {
         if self.worker.as_ref().is_none_or(Worker::is_dead) {
             tracing::warn!("video encoder stopped; starting a new one");
             let mut settings = self.settings;
-            if let Some(bps) = self.bitrate {
+            if let Some(bps) = self.encoder_bitrate() {
                 settings.bitrate = bps;
             }
             self.worker = new_encoder(settings)
@@ -135,18 +147,34 @@ pub fn encode(
     if let Some(bps) = feedback.target_bitrate.take() {
         encoder.bitrate = Some(bps);
         encoder.bitrate_pending = true;
-        if let Some((w, h)) = encoder.ladder.on_bitrate(bps) {
-            tracing::info!("sending {w}x{h} at {} kbit/s", bps / 1000);
+        if let Some(step) = encoder.ladder.on_bitrate(bps) {
+            let (w, h) = step.size;
+            let fps = encoder.ladder.fps();
+            tracing::info!("sending {w}x{h} at {fps:.0} fps, {} kbit/s", bps / 1000);
         }
     }
-    (stats.video_width, stats.video_height) = encoder.ladder.size();
+    let step = encoder.ladder.step();
+    if step.divisor != encoder.divisor {
+        encoder.divisor = step.divisor;
+        encoder.bitrate_pending = true;
+    }
+    (stats.video_width, stats.video_height) = step.size;
+    stats.video_fps = encoder.ladder.fps();
     let connected = call.state == CallState::Connected;
-    if let (true, true, Some(frame)) = (connected, local.fresh, &local.frame) {
+    if connected && local.fresh && local.frame.is_some() {
+        encoder.camera_frames += 1;
+    }
+    let this_one = encoder
+        .camera_frames
+        .is_multiple_of(u64::from(step.divisor.max(1)));
+    if let (true, true, Some(frame)) = (connected, local.fresh && this_one, &local.frame) {
         let job = Job {
             frame: frame.clone(),
-            size: encoder.ladder.size(),
+            size: step.size,
             force_keyframe: encoder.force_pending,
-            bitrate: encoder.bitrate.filter(|_| encoder.bitrate_pending),
+            bitrate: encoder
+                .encoder_bitrate()
+                .filter(|_| encoder.bitrate_pending),
         };
         if let Some(w) = encoder.worker() {
             match w.submit(job) {

@@ -331,6 +331,7 @@ pub fn stats_line(
         video_kbps: stats.video_bitrate / 1000,
         video_width: stats.video_width,
         video_height: stats.video_height,
+        video_fps: stats.video_fps,
         fragments_resent: stats.fragments_resent,
         fragments_not_resent: stats.fragments_not_resent,
         handshakes: net.transport.secure_stats().handshakes_completed,

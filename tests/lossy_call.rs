@@ -62,6 +62,8 @@ fn five_percent_loss_still_shows_most_frames() {
             "--headless",
             "--camera",
             "test",
+            "--size",
+            "1280x720",
             "--peer",
             &format!("127.0.0.1:{pr}"),
         ],
@@ -121,6 +123,8 @@ fn video_resumes_within_a_second_after_a_two_second_outage() {
             "--headless",
             "--camera",
             "test",
+            "--size",
+            "1280x720",
             "--peer",
             &format!("127.0.0.1:{pr}"),
         ],
@@ -153,7 +157,7 @@ fn video_resumes_within_a_second_after_a_two_second_outage() {
 }
 
 #[test]
-fn bitrate_falls_under_a_rate_cap_and_climbs_back_when_it_lifts() {
+fn bitrate_frame_rate_and_size_fall_under_a_rate_cap_and_climb_back_when_it_lifts() {
     let dir = scratch("ratecap");
     let (pa, pb, pr) = (free_port(), free_port(), free_port());
     let control = dir.join("control");
@@ -167,8 +171,10 @@ fn bitrate_falls_under_a_rate_cap_and_climbs_back_when_it_lifts() {
             "--headless",
             "--camera",
             "test",
+            "--size",
+            "1280x720",
             "--duration",
-            "60",
+            "90",
             "--stats-interval",
             "250",
         ],
@@ -182,6 +188,8 @@ fn bitrate_falls_under_a_rate_cap_and_climbs_back_when_it_lifts() {
             "--headless",
             "--camera",
             "test",
+            "--size",
+            "1280x720",
             "--peer",
             &format!("127.0.0.1:{pr}"),
         ],
@@ -190,21 +198,32 @@ fn bitrate_falls_under_a_rate_cap_and_climbs_back_when_it_lifts() {
     a.wait_for(Duration::from_secs(15), "the call", |l| {
         l["state"] == "connected" && num(l, "frames_shown") > 30.0
     });
-    assert_eq!(num(&a.last(), "video_kbps"), 1500.0, "starts at --bitrate");
-    // (the test pattern needs only ~0.4 Mbit/s at 480p: the cap must be under that)
-    std::fs::write(&control, "up=rate=300kbit;down=rate=300kbit").expect("cap");
-    let capped = a.wait_for(Duration::from_secs(15), "A's bitrate under the cap", |l| {
-        num(l, "video_kbps") > 0.0 && num(l, "video_kbps") <= 300.0
+    let start = a.last();
+    assert_eq!(num(&start, "video_kbps"), 1500.0, "starts at --bitrate");
+    assert_eq!(num(&start, "video_width"), 1280.0);
+    assert_eq!(num(&start, "video_fps"), 30.0);
+    // 120 kbit/s is under 0.02 bit per pixel even at half size and 30 fps: the ladder goes
+    // below half size, where the frame rate steps down too
+    std::fs::write(&control, "up=rate=120kbit;down=rate=120kbit").expect("cap");
+    let capped = a.wait_for(Duration::from_secs(20), "A's bitrate under the cap", |l| {
+        num(l, "video_kbps") > 0.0 && num(l, "video_kbps") <= 120.0 && num(l, "video_fps") < 30.0
     });
-    eprintln!("capped: {}", capped["video_kbps"]);
+    eprintln!(
+        "capped: {} kbit/s, {}x{} at {} fps",
+        capped["video_kbps"], capped["video_width"], capped["video_height"], capped["video_fps"]
+    );
+    assert!(num(&capped, "video_width") <= 640.0, "smaller pictures");
+    assert!(num(&capped, "video_fps") <= 15.0, "fewer of them");
     let shown = num(&capped, "frames_shown");
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        num(&a.last(), "frames_shown") > shown + 40.0,
-        "video goes on under the cap"
+    a.wait_for(
+        Duration::from_secs(20),
+        "video going on under the cap",
+        |l| num(l, "frames_shown") > shown + 45.0,
     );
     std::fs::write(&control, "up=clean;down=clean").expect("lift");
-    a.wait_for(Duration::from_secs(20), "A's bitrate back up", |l| {
+    let back = a.wait_for(Duration::from_secs(40), "A's bitrate back up", |l| {
         num(l, "video_kbps") >= 1200.0
     });
+    assert_eq!(num(&back, "video_fps"), 30.0, "full frame rate again");
+    assert_eq!(num(&back, "video_width"), 1280.0, "full size again");
 }

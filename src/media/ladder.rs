@@ -1,16 +1,51 @@
-//! The picture size to send for a bitrate. Below some bits per pixel a codec falls apart into
-//! blocks (H.264) or cannot get under the bitrate at all (MJPEG, which has no rate control):
-//! then a smaller, sharper picture is the better call. Sans-IO.
+//! The picture size and frame rate to send for a bitrate. Below some bits per pixel a codec
+//! falls apart into blocks (H.264) or cannot get under the bitrate at all (MJPEG, which has no
+//! rate control): then a smaller, sharper picture, and past half size fewer of them, is the
+//! better call. Sans-IO.
 
 use crate::proto::CodecId;
 
-/// Sizes tried, as fractions of the full size's sides.
-const SCALES: [(u32, u32); 7] = [(1, 1), (3, 4), (1, 2), (3, 8), (1, 4), (3, 16), (1, 8)];
+/// The rungs, from the full picture down: sides scaled by `num/den`, every `div`-th camera
+/// frame sent. Motion stays smooth down to half size; below that the frame rate steps down
+/// with the size, to a third of the camera's.
+const RUNGS: [Rung; 9] = [
+    Rung::new(1, 1, 1),
+    Rung::new(3, 4, 1),
+    Rung::new(1, 2, 1),
+    Rung::new(1, 2, 2),
+    Rung::new(3, 8, 2),
+    Rung::new(1, 4, 2),
+    Rung::new(1, 4, 3),
+    Rung::new(3, 16, 3),
+    Rung::new(1, 8, 3),
+];
 /// Smallest width sent.
 const MIN_WIDTH: u32 = 160;
 
-/// Bits per pixel per frame below which the size steps down, and above which (for the next
-/// size up) it steps back up: H.264 looks fine from about 0.03; MJPEG at quality 75 needs
+#[derive(Debug, Clone, Copy)]
+struct Rung {
+    num: u32,
+    den: u32,
+    div: u32,
+}
+
+impl Rung {
+    const fn new(num: u32, den: u32, div: u32) -> Self {
+        Self { num, den, div }
+    }
+}
+
+/// What to send: the picture size, and one camera frame in `divisor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Width and height, both even.
+    pub size: (u32, u32),
+    /// Every `divisor`-th camera frame is sent (1: all of them).
+    pub divisor: u32,
+}
+
+/// Bits per pixel per frame below which the ladder steps down, and above which (for the next
+/// rung up) it steps back up: H.264 looks fine from about 0.03; MJPEG at quality 75 needs
 /// about 0.3 for the test pattern and more for a camera.
 fn thresholds(codec: CodecId) -> (f64, f64) {
     match codec {
@@ -19,18 +54,18 @@ fn thresholds(codec: CodecId) -> (f64, f64) {
     }
 }
 
-/// Steps the sent picture size down and up with the bitrate target.
+/// Steps the sent picture size and frame rate down and up with the bitrate target.
 #[derive(Debug, Clone)]
-pub struct SizeLadder {
+pub struct Ladder {
     full: (u32, u32),
     fps: f64,
     down_bpp: f64,
     up_bpp: f64,
-    step: usize,
+    rung: usize,
 }
 
-impl SizeLadder {
-    /// A ladder under `full` for `codec` at `fps` frames a second, starting at full size.
+impl Ladder {
+    /// A ladder under `full` for `codec` at `fps` camera frames a second, starting at the top.
     pub fn new(full: (u32, u32), fps: u32, codec: CodecId) -> Self {
         let (down_bpp, up_bpp) = thresholds(codec);
         Self {
@@ -38,47 +73,64 @@ impl SizeLadder {
             fps: f64::from(fps.max(1)),
             down_bpp,
             up_bpp,
-            step: 0,
+            rung: 0,
         }
     }
 
-    /// The size to send now.
-    pub fn size(&self) -> (u32, u32) {
-        size_at(self.full, self.step)
+    /// What to send now.
+    pub fn step(&self) -> Step {
+        step_at(self.full, self.rung)
     }
 
-    fn steps(&self) -> usize {
-        (0..SCALES.len())
-            .take_while(|&s| s == 0 || size_at(self.full, s).0 >= MIN_WIDTH)
+    /// The picture size to send now.
+    pub fn size(&self) -> (u32, u32) {
+        self.step().size
+    }
+
+    /// Frames a second sent now.
+    pub fn fps(&self) -> f64 {
+        self.fps / f64::from(self.step().divisor)
+    }
+
+    fn rungs(&self) -> usize {
+        (0..RUNGS.len())
+            .take_while(|&r| r == 0 || step_at(self.full, r).size.0 >= MIN_WIDTH)
             .count()
     }
 
-    fn bpp(&self, step: usize, bps: u32) -> f64 {
-        let (w, h) = size_at(self.full, step);
-        f64::from(bps) / (f64::from(w) * f64::from(h) * self.fps)
+    fn bpp(&self, rung: usize, bps: u32) -> f64 {
+        let Step {
+            size: (w, h),
+            divisor,
+        } = step_at(self.full, rung);
+        f64::from(bps) / (f64::from(w) * f64::from(h) * self.fps / f64::from(divisor))
     }
 
-    /// Takes a new bitrate target; returns the new size when it changed.
-    pub fn on_bitrate(&mut self, bps: u32) -> Option<(u32, u32)> {
-        let before = self.step;
-        while self.step + 1 < self.steps() && self.bpp(self.step, bps) < self.down_bpp {
-            self.step += 1;
+    /// Takes a new bitrate target; returns the new step when it changed.
+    pub fn on_bitrate(&mut self, bps: u32) -> Option<Step> {
+        let before = self.rung;
+        while self.rung + 1 < self.rungs() && self.bpp(self.rung, bps) < self.down_bpp {
+            self.rung += 1;
         }
-        if self.step == before && self.step > 0 && self.bpp(self.step - 1, bps) > self.up_bpp {
-            self.step -= 1;
+        if self.rung == before && self.rung > 0 && self.bpp(self.rung - 1, bps) > self.up_bpp {
+            self.rung -= 1;
         }
-        (self.step != before).then(|| self.size())
+        (self.rung != before).then(|| self.step())
     }
 }
 
-/// `full` scaled by step `step`, both sides even (4:2:0 needs it).
-fn size_at(full: (u32, u32), step: usize) -> (u32, u32) {
-    let (n, d) = SCALES[step.min(SCALES.len() - 1)];
-    let even = |v: u32| ((v * n / d) & !1).max(2);
-    if step == 0 {
+/// `full` on rung `rung`, both sides even (4:2:0 needs it).
+fn step_at(full: (u32, u32), rung: usize) -> Step {
+    let r = RUNGS[rung.min(RUNGS.len() - 1)];
+    let even = |v: u32| ((v * r.num / r.den) & !1).max(2);
+    let size = if rung == 0 {
         full
     } else {
         (even(full.0), even(full.1))
+    };
+    Step {
+        size,
+        divisor: r.div,
     }
 }
 
@@ -86,41 +138,58 @@ fn size_at(full: (u32, u32), step: usize) -> (u32, u32) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn h264_720p_steps_down_under_a_squeeze_and_back_up() {
-        let mut l = SizeLadder::new((1280, 720), 30, CodecId::H264);
-        assert_eq!(l.on_bitrate(1_500_000), None);
-        assert_eq!(l.size(), (1280, 720));
-        // 0.54 Mbit/s is under 0.02 bit/pixel at 720p30
-        assert_eq!(l.on_bitrate(540_000), Some((960, 540)));
-        // the floor of the rate controller
-        assert_eq!(l.on_bitrate(150_000), Some((640, 360)));
-        // climbing back one step per change, with hysteresis
-        assert_eq!(l.on_bitrate(300_000), None);
-        assert_eq!(l.on_bitrate(500_000), None);
-        assert_eq!(l.on_bitrate(700_000), Some((960, 540)));
-        assert_eq!(l.on_bitrate(1_000_000), None);
-        assert_eq!(l.on_bitrate(1_200_000), Some((1280, 720)));
+    fn step(w: u32, h: u32, divisor: u32) -> Option<Step> {
+        Some(Step {
+            size: (w, h),
+            divisor,
+        })
     }
 
     #[test]
-    fn mjpeg_finds_a_size_that_fits_a_megabit() {
-        let mut l = SizeLadder::new((640, 480), 30, CodecId::Mjpeg);
+    fn h264_720p_steps_down_under_a_squeeze_and_back_up() {
+        let mut l = Ladder::new((1280, 720), 30, CodecId::H264);
+        assert_eq!(l.on_bitrate(1_500_000), None);
+        assert_eq!(l.size(), (1280, 720));
+        // 0.54 Mbit/s is under 0.02 bit/pixel at 720p30
+        assert_eq!(l.on_bitrate(540_000), step(960, 540, 1));
+        assert_eq!(l.on_bitrate(150_000), step(640, 360, 1));
+        // below half size the frame rate goes too
+        assert_eq!(l.on_bitrate(100_000), step(640, 360, 2));
+        assert_eq!(l.fps(), 15.0);
+        assert_eq!(l.on_bitrate(30_000), step(320, 180, 2));
+        // climbing back one step per change, with hysteresis
+        assert_eq!(l.on_bitrate(60_000), None);
+        assert_eq!(l.on_bitrate(300_000), step(480, 270, 2));
+        assert_eq!(l.on_bitrate(300_000), step(640, 360, 2));
+        assert_eq!(l.on_bitrate(300_000), step(640, 360, 1));
+        assert_eq!(l.on_bitrate(500_000), None);
+        assert_eq!(l.on_bitrate(700_000), step(960, 540, 1));
+        assert_eq!(l.on_bitrate(1_000_000), None);
+        assert_eq!(l.on_bitrate(1_200_000), step(1280, 720, 1));
+        assert_eq!(l.fps(), 30.0);
+    }
+
+    #[test]
+    fn mjpeg_finds_a_step_that_fits_a_megabit() {
+        let mut l = Ladder::new((640, 480), 30, CodecId::Mjpeg);
         assert_eq!(l.on_bitrate(2_500_000), None);
-        assert_eq!(l.on_bitrate(900_000), Some((320, 240)));
-        assert_eq!(l.on_bitrate(150_000), Some((160, 120)));
-        assert_eq!(l.on_bitrate(100_000), None, "never under 160 px wide");
-        let mut hd = SizeLadder::new((1280, 720), 30, CodecId::Mjpeg);
-        assert_eq!(hd.on_bitrate(150_000), Some((160, 90)));
+        assert_eq!(l.on_bitrate(900_000), step(320, 240, 1));
+        assert_eq!(l.on_bitrate(150_000), step(160, 120, 2));
+        assert_eq!(l.on_bitrate(50_000), step(160, 120, 3));
+        assert_eq!(l.on_bitrate(10_000), None, "never under 160 px wide");
+        let mut hd = Ladder::new((1280, 720), 30, CodecId::Mjpeg);
+        assert_eq!(hd.on_bitrate(900_000), step(640, 360, 2));
+        assert_eq!(hd.on_bitrate(150_000), step(320, 180, 3));
+        assert_eq!(hd.on_bitrate(60_000), step(160, 90, 3));
     }
 
     #[test]
     fn sizes_stay_even_and_small_pictures_do_not_step() {
-        let mut l = SizeLadder::new((322, 242), 30, CodecId::H264);
-        assert_eq!(l.on_bitrate(1), Some((160, 120)));
+        let mut l = Ladder::new((322, 242), 30, CodecId::H264);
+        assert_eq!(l.on_bitrate(1), step(160, 120, 2));
         let (w, h) = l.size();
         assert!(w % 2 == 0 && h % 2 == 0);
-        let mut tiny = SizeLadder::new((160, 120), 30, CodecId::H264);
+        let mut tiny = Ladder::new((160, 120), 30, CodecId::H264);
         assert_eq!(tiny.on_bitrate(1), None);
     }
 }
