@@ -257,10 +257,15 @@ impl App {
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
             history: SendHistory::default(),
-            rate: RateController::new(start_bitrate, MIN_VIDEO_BPS, start_bitrate),
+            rate: RateController::new(
+                RateController::start_for(MIN_VIDEO_BPS, start_bitrate),
+                MIN_VIDEO_BPS,
+                start_bitrate,
+            ),
             resend_budget: Default::default(),
             rx: RxWindow::new(now),
-            new_bitrate: None,
+            // the encoder starts where the rate controller does
+            new_bitrate: Some(RateController::start_for(MIN_VIDEO_BPS, start_bitrate)),
             known_peers: keys.known_peers(),
             keys,
         });

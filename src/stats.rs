@@ -86,6 +86,12 @@ pub struct CallStats {
     pub video_height: u32,
     /// Frames a second we send (a third of the camera's at the lowest step).
     pub video_fps: f64,
+    /// Round trip of our video to the peer and its report back (smoothed), ms.
+    pub video_rtt_ms: Option<f64>,
+    /// Standing queue on the path of our video, as the peer last reported it, ms.
+    pub video_queue_ms: u16,
+    /// Arrival jitter of our video frames at the peer, as it last reported it, ms.
+    pub video_jitter_ms: u16,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
     /// Resend requests not answered: resends may take only 30 % of the bitrate target.
@@ -201,6 +207,12 @@ pub struct StatsLine {
     pub video_height: u32,
     /// Frames a second we send.
     pub video_fps: f64,
+    /// See [`CallStats`].
+    pub video_rtt_ms: Option<f64>,
+    /// See [`CallStats`].
+    pub video_queue_ms: u16,
+    /// See [`CallStats`].
+    pub video_jitter_ms: u16,
     /// See [`CallStats`].
     pub fragments_resent: u64,
     /// See [`CallStats`].

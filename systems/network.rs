@@ -10,6 +10,8 @@ use crate::components::{
     Participant, Remote, VideoStream,
 };
 use crate::keys::KeyStore;
+use crate::media::arrival::ArrivalStats;
+use crate::media::frame::unix_micros;
 use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
@@ -43,13 +45,14 @@ pub struct Network {
     pub keys: KeyStore,
 }
 
-/// Received video since the last report.
+/// Received video since the last report, and the running arrival measures.
 #[derive(Debug)]
 pub struct RxWindow {
     since: Instant,
     bytes: u64,
     fragments: u64,
     missing: u64,
+    arrival: ArrivalStats,
 }
 
 impl RxWindow {
@@ -60,6 +63,7 @@ impl RxWindow {
             bytes: 0,
             fragments: 0,
             missing: 0,
+            arrival: ArrivalStats::default(),
         }
     }
 
@@ -72,10 +76,14 @@ impl RxWindow {
         let seen = self.fragments + self.missing;
         let loss_permille = (self.missing * 1000).checked_div(seen).unwrap_or(0) as u16;
         let receive_kbps = (self.bytes * 8 / dt.as_millis().max(1) as u64) as u32;
-        *self = Self::new(now);
+        let a = self.arrival.report(now);
+        (self.since, self.bytes, self.fragments, self.missing) = (now, 0, 0, 0);
         Some(Message::Report {
             loss_permille,
             receive_kbps,
+            queue_ms: a.queue_ms,
+            jitter_ms: a.jitter_ms,
+            echo: a.echo,
         })
     }
 }
@@ -192,6 +200,9 @@ impl Network {
                     self.session.note_media_from(from, now);
                     self.rx.bytes += frag.payload.len() as u64;
                     self.rx.fragments += 1;
+                    self.rx
+                        .arrival
+                        .on_fragment(frag.frame_id, frag.capture_us, unix_micros(), now);
                     if let ReassemblyEvent::Completed(_) = self.reassembler.push(frag, now) {
                         stats.frames_received += 1;
                     }
@@ -211,14 +222,30 @@ impl Network {
                 Message::Report {
                     loss_permille,
                     receive_kbps,
+                    queue_ms,
+                    jitter_ms,
+                    echo,
                 } => {
                     if !self.session.accepts_media_from(from) {
                         stats.media_outside_call += 1;
                         continue;
                     }
+                    if let Some((frame_id, held_ms)) = echo {
+                        if let Some(at) = self.history.sent_at(frame_id) {
+                            let rtt = now.saturating_duration_since(at).as_secs_f64() * 1000.0
+                                - f64::from(held_ms);
+                            let rtt = rtt.max(0.0);
+                            // smoothed like TCP's SRTT
+                            stats.video_rtt_ms =
+                                Some(stats.video_rtt_ms.map_or(rtt, |s| s + (rtt - s) / 8.0));
+                        }
+                    }
+                    stats.video_queue_ms = queue_ms;
+                    stats.video_jitter_ms = jitter_ms;
                     let report = ReceiverReport {
                         loss: f32::from(loss_permille) / 1000.0,
                         receive_bps: receive_kbps.saturating_mul(1000),
+                        queue_ms,
                     };
                     if let Some(bps) = self.rate.on_report(report, now) {
                         tracing::debug!(bps, ?report, "video bitrate");

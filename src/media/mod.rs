@@ -1,5 +1,6 @@
 //! Pictures and codecs: frames, the stamped test pattern, MJPEG — pure, no devices.
 
+pub mod arrival;
 pub mod codec;
 pub mod frame;
 pub mod h264;

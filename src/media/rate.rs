@@ -1,5 +1,6 @@
-//! Sender-side bandwidth adaptation from the receiver's reports: back off fast on loss, creep
-//! up slowly while the link is clean — sans-IO, time as an input.
+//! Sender-side bandwidth adaptation from the receiver's reports: back off fast on loss or on
+//! a queue standing on the path, creep up slowly while the link is clean — sans-IO, time as
+//! an input.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,9 @@ pub struct ReceiverReport {
     pub loss: f32,
     /// Video bits per second that arrived.
     pub receive_bps: u32,
+    /// Standing queue on the path (smallest one-way delay of the interval above the smallest
+    /// of the last seconds), ms.
+    pub queue_ms: u16,
 }
 
 /// Least time between two decreases (about a round trip plus a report).
@@ -31,6 +35,13 @@ pub struct RateController {
     heard: Option<Instant>,
     /// When video last went out.
     sent: Option<Instant>,
+    /// Reports in a row that saw a standing queue.
+    queued: u32,
+    /// Reports in a row whose queue grew, and the last queue reported.
+    rising: u32,
+    last_queue_ms: u16,
+    /// What arrived the last time the link was full: the link's rate, as far as we know.
+    link_bps: Option<u32>,
 }
 
 /// Sending video and hearing no report for this long means the reports are lost on a
@@ -43,8 +54,30 @@ const BACK_OFF_LOSS: f32 = 0.1;
 const PROBE_LOSS: f32 = 0.02;
 /// Weight of the newest report in the smoothed loss.
 const LOSS_WEIGHT: f32 = 0.25;
+/// A standing queue this long (ms) in two reports in a row means the link is full: a link
+/// with a big buffer gets slower long before it loses anything (a keyframe's burst alone
+/// lasts one report).
+const BACK_OFF_QUEUE_MS: u16 = 40;
+/// Reports in a row with a standing queue before backing off.
+const BACK_OFF_QUEUED_REPORTS: u32 = 2;
+/// Standing queue under which the bitrate may probe upwards, ms.
+const PROBE_QUEUE_MS: u16 = 15;
+/// A queue growing this much (ms) from one report to the next, twice in a row, means the
+/// link is full even when its base delay is unknown (a queue since the call started).
+const RISE_MS: u16 = 20;
+/// Below this share of the last known link rate (or before the link was ever full) the
+/// bitrate climbs fast (×1.25 a step).
+const FAST_CLIMB_BELOW: f64 = 0.7;
 
 impl RateController {
+    /// Where a call starts on a link it knows nothing of: a third of the most it may use (at
+    /// least 300 kbit/s), climbing from there by a quarter every half second while the link
+    /// keeps up — about 2.5 s to the top on a clean link, instead of seconds of queue and
+    /// loss on a slow one.
+    pub fn start_for(min: u32, max: u32) -> u32 {
+        (max / 3).max(300_000).clamp(min, max.max(min))
+    }
+
     /// Starts at `start`, never below `min` nor above `max`.
     pub fn new(start: u32, min: u32, max: u32) -> Self {
         Self {
@@ -55,6 +88,10 @@ impl RateController {
             loss: None,
             heard: None,
             sent: None,
+            queued: 0,
+            rising: 0,
+            last_queue_ms: 0,
+            link_bps: None,
         }
     }
 
@@ -109,13 +146,39 @@ impl RateController {
         };
         let loss = self.loss.map_or(raw, |l| l + LOSS_WEIGHT * (raw - l));
         self.loss = Some(loss);
-        let next = if loss > BACK_OFF_LOSS && since >= DOWN_EVERY {
-            // heavy loss: the link is full. Go below what actually arrived.
-            let by_rate = (f64::from(r.receive_bps) * 0.85) as u32;
+        self.queued = if r.queue_ms > BACK_OFF_QUEUE_MS {
+            self.queued + 1
+        } else {
+            0
+        };
+        self.rising = if r.queue_ms >= self.last_queue_ms.saturating_add(RISE_MS) {
+            self.rising + 1
+        } else {
+            0
+        };
+        self.last_queue_ms = r.queue_ms;
+        let full = loss > BACK_OFF_LOSS
+            || self.queued >= BACK_OFF_QUEUED_REPORTS
+            || self.rising >= BACK_OFF_QUEUED_REPORTS;
+        let next = if full && since >= DOWN_EVERY {
+            // heavy loss or a queue: the link is full. Go below what actually arrived by
+            // what the queue holds, so that it drains in about a second.
+            self.link_bps = Some(r.receive_bps);
+            let queue_s = f64::from(r.queue_ms) / 1000.0;
+            let by_rate = (f64::from(r.receive_bps) * (0.85 - queue_s)).max(0.0) as u32;
             let by_factor = (f64::from(self.current) * 0.7) as u32;
             by_rate.min(by_factor).max(by_factor / 2)
-        } else if loss < PROBE_LOSS && since >= UP_EVERY {
-            (f64::from(self.current) * 1.08) as u32 + 10_000
+        } else if loss < PROBE_LOSS && r.queue_ms < PROBE_QUEUE_MS && since >= UP_EVERY {
+            // until the link was first found full nothing is known of it: climb fast (a
+            // slow start); later, fast only well under what it carried then
+            let far_below = self
+                .link_bps
+                .is_none_or(|l| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
+            if far_below {
+                (f64::from(self.current) * 1.25) as u32
+            } else {
+                (f64::from(self.current) * 1.08) as u32 + 10_000
+            }
         } else {
             return None;
         };
@@ -172,6 +235,7 @@ mod tests {
         ReceiverReport {
             loss: 1.0 - arrived as f32 / sent.max(1) as f32,
             receive_bps: arrived,
+            queue_ms: 0,
         }
     }
 
@@ -204,6 +268,130 @@ mod tests {
     }
 
     #[test]
+    fn a_link_with_a_big_buffer_backs_off_on_its_queue_before_any_loss() {
+        // 1 Mbit/s with 2 s of buffer: sending above it loses nothing for a long while, the
+        // backlog just grows. Fluid model, 250 ms reports.
+        let cap = 1_000_000.0;
+        let mut rc = RateController::new(1_500_000, 150_000, 2_500_000);
+        let mut now = Instant::now();
+        let (mut backlog_bits, mut worst_queue_ms, mut lost) = (0.0f64, 0.0f64, 0.0f64);
+        for report in 0..240 {
+            now += Duration::from_millis(250);
+            let sent = f64::from(rc.bitrate()) * 0.25;
+            backlog_bits += sent;
+            let out = backlog_bits.min(cap * 0.25);
+            backlog_bits -= out;
+            let overflow = (backlog_bits - 2.0 * cap).max(0.0);
+            backlog_bits -= overflow;
+            lost += overflow;
+            let queue_ms = backlog_bits / cap * 1000.0;
+            if report > 20 {
+                worst_queue_ms = worst_queue_ms.max(queue_ms);
+            }
+            rc.on_report(
+                ReceiverReport {
+                    loss: (overflow / sent) as f32,
+                    receive_bps: (out * 4.0) as u32,
+                    queue_ms: queue_ms as u16,
+                },
+                now,
+            );
+        }
+        assert_eq!(lost, 0.0, "the buffer never overflowed");
+        assert!(
+            worst_queue_ms < 250.0,
+            "the queue stays short once settled: {worst_queue_ms:.0} ms"
+        );
+        assert!(
+            (700_000..=1_100_000).contains(&rc.bitrate()),
+            "near the link's rate: {}",
+            rc.bitrate()
+        );
+    }
+
+    #[test]
+    fn a_queue_from_the_first_second_is_caught_by_its_growth() {
+        // 1.5 Mbit/s into 500 kbit/s from the start: the receiver's base delay already
+        // includes a queue, so it reports the growth only; the bitrate must still fall within
+        // about a second, and climb back fast to near the link's rate after over-shooting.
+        let cap = 500_000.0;
+        let mut rc = RateController::new(1_500_000, 50_000, 1_500_000);
+        let mut now = Instant::now();
+        let mut backlog_bits = 200_000.0f64; // a keyframe's worth queued before any report
+        let base_ms = backlog_bits / cap * 1000.0;
+        let mut fell_at = None;
+        let mut lowest = u32::MAX;
+        for report in 0..80 {
+            now += Duration::from_millis(250);
+            backlog_bits += f64::from(rc.bitrate()) * 0.25;
+            let out = backlog_bits.min(cap * 0.25);
+            backlog_bits -= out;
+            let queue_ms = (backlog_bits / cap * 1000.0 - base_ms).max(0.0);
+            rc.on_report(
+                ReceiverReport {
+                    loss: 0.0,
+                    receive_bps: (out * 4.0) as u32,
+                    queue_ms: queue_ms as u16,
+                },
+                now,
+            );
+            if fell_at.is_none() && rc.bitrate() < 1_500_000 {
+                fell_at = Some(report);
+            }
+            lowest = lowest.min(rc.bitrate());
+        }
+        assert!(
+            fell_at.is_some_and(|r| r <= 4),
+            "fell at report {fell_at:?}"
+        );
+        assert!(
+            (300_000..=520_000).contains(&rc.bitrate()),
+            "back near the link's rate after 20 s: {} (lowest {lowest})",
+            rc.bitrate()
+        );
+    }
+
+    #[test]
+    fn a_clean_link_reaches_the_top_within_three_seconds_of_a_slow_start() {
+        let max = 1_500_000;
+        let start = RateController::start_for(50_000, max);
+        assert_eq!(start, 500_000);
+        let mut rc = RateController::new(start, 50_000, max);
+        let mut now = Instant::now();
+        for _ in 0..12 {
+            now += Duration::from_millis(250);
+            rc.on_report(report(rc.bitrate(), 10_000_000), now);
+        }
+        assert_eq!(rc.bitrate(), max);
+        assert_eq!(RateController::start_for(50_000, 400_000), 300_000);
+        assert_eq!(RateController::start_for(50_000, 200_000), 200_000);
+    }
+
+    #[test]
+    fn one_report_with_a_queue_is_a_burst_not_a_full_link() {
+        let mut rc = RateController::new(1_000_000, 150_000, 1_000_000);
+        let mut now = Instant::now();
+        let mut r = ReceiverReport {
+            loss: 0.0,
+            receive_bps: 1_000_000,
+            queue_ms: 120,
+        };
+        now += Duration::from_secs(1);
+        assert_eq!(rc.on_report(r, now), None, "a keyframe's burst");
+        r.queue_ms = 0;
+        now += Duration::from_millis(250);
+        assert_eq!(rc.on_report(r, now), None);
+        r.queue_ms = 120;
+        now += Duration::from_millis(250);
+        assert_eq!(rc.on_report(r, now), None);
+        now += Duration::from_millis(250);
+        assert!(
+            rc.on_report(r, now).is_some_and(|b| b < 1_000_000),
+            "two in a row: full"
+        );
+    }
+
+    #[test]
     fn random_five_percent_loss_in_short_reports_leaves_the_bitrate_alone() {
         // 250 ms reports of ~40 fragments each, every fragment lost with p = 5 %
         let mut rc = RateController::new(1_000_000, 150_000, 1_000_000);
@@ -223,6 +411,7 @@ mod tests {
             let r = ReceiverReport {
                 loss: lost as f32 / 40.0,
                 receive_bps: rc.bitrate(),
+                queue_ms: 0,
             };
             rc.on_report(r, now);
             lowest = lowest.min(rc.bitrate());
@@ -291,6 +480,7 @@ mod tests {
             let light = ReceiverReport {
                 loss: 0.05,
                 receive_bps: rc.bitrate(),
+                queue_ms: 0,
             };
             if rc.on_report(light, now).is_some() {
                 changes += 1;

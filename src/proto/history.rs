@@ -17,16 +17,26 @@ struct Sent {
     at: Instant,
 }
 
-/// The encoded datagrams of recent frames, bounded in count, bytes and age.
+/// Send times kept (about 8 s at 30 fps): the round trip is measured on frames the peer
+/// names in its reports, which may be older than the frames kept for resending.
+const MAX_TIMES: usize = 256;
+
+/// The encoded datagrams of recent frames, bounded in count, bytes and age, and when recent
+/// frames were sent.
 #[derive(Debug, Default)]
 pub struct SendHistory {
     frames: VecDeque<Sent>,
     bytes: usize,
+    times: VecDeque<(u32, Instant)>,
 }
 
 impl SendHistory {
     /// Remembers the datagrams of a frame sent at `now`.
     pub fn record(&mut self, frame_id: u32, datagrams: Vec<Vec<u8>>, now: Instant) {
+        if self.times.len() >= MAX_TIMES {
+            self.times.pop_front();
+        }
+        self.times.push_back((frame_id, now));
         self.bytes += datagrams.iter().map(Vec::len).sum::<usize>();
         self.frames.push_back(Sent {
             frame_id,
@@ -63,10 +73,20 @@ impl SendHistory {
         }
     }
 
+    /// When `frame_id` was sent, if it was recently.
+    pub fn sent_at(&self, frame_id: u32) -> Option<Instant> {
+        self.times
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == frame_id)
+            .map(|&(_, at)| at)
+    }
+
     /// Forgets everything, for a new call.
     pub fn clear(&mut self) {
         self.frames.clear();
         self.bytes = 0;
+        self.times.clear();
     }
 }
 
@@ -88,5 +108,23 @@ mod tests {
             h.record(10 + i, vec![vec![0; 1200]; 10], t0 + KEEP);
         }
         assert!(h.frames.len() <= MAX_FRAMES && h.bytes <= MAX_BYTES);
+    }
+
+    #[test]
+    fn send_times_outlive_the_datagrams_but_stay_bounded() {
+        let mut h = SendHistory::default();
+        let t0 = Instant::now();
+        h.record(1, vec![vec![0; 10]], t0);
+        let later = t0 + KEEP * 4;
+        h.record(2, vec![vec![0; 10]], later);
+        assert!(h.resend(1, None).is_empty(), "datagrams gone");
+        assert_eq!(h.sent_at(1), Some(t0), "time kept");
+        assert_eq!(h.sent_at(2), Some(later));
+        assert_eq!(h.sent_at(3), None);
+        for i in 0..1000 {
+            h.record(10 + i, Vec::new(), later);
+        }
+        assert!(h.times.len() <= MAX_TIMES);
+        assert_eq!(h.sent_at(1), None, "forgotten in the end");
     }
 }

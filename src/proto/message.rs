@@ -144,6 +144,13 @@ pub enum Message {
         loss_permille: u16,
         /// Video that arrived, kbit/s.
         receive_kbps: u32,
+        /// Standing queue on the path: the interval's smallest one-way delay above the
+        /// smallest of the last 10 s, ms.
+        queue_ms: u16,
+        /// Inter-arrival jitter of frames (RFC 3550), ms.
+        jitter_ms: u16,
+        /// The last frame that arrived and how long ago (ms), for the sender's round trip.
+        echo: Option<(u32, u16)>,
     },
     /// "Send these fragments of this frame again" (`None`: all of it).
     Nack {
@@ -208,10 +215,23 @@ impl Message {
             Message::Report {
                 loss_permille,
                 receive_kbps,
+                queue_ms,
+                jitter_ms,
+                echo,
             } => {
                 w.u8(KIND_REPORT);
                 w.u16((*loss_permille).min(1000));
                 w.u32(*receive_kbps);
+                w.u16(*queue_ms);
+                w.u16(*jitter_ms);
+                match echo {
+                    Some((frame_id, held_ms)) => {
+                        w.u8(1);
+                        w.u32(*frame_id);
+                        w.u16(*held_ms);
+                    }
+                    None => w.u8(0),
+                }
             }
             Message::Nack { frame_id, missing } => {
                 w.u8(KIND_NACK);
@@ -329,9 +349,20 @@ impl Message {
                 if loss_permille > 1000 {
                     return Err(ProtoError::Invalid("loss"));
                 }
+                let receive_kbps = r.u32()?;
+                let queue_ms = r.u16()?;
+                let jitter_ms = r.u16()?;
+                let echo = match r.u8()? {
+                    0 => None,
+                    1 => Some((r.u32()?, r.u16()?)),
+                    _ => return Err(ProtoError::Invalid("echo flag")),
+                };
                 Message::Report {
                     loss_permille,
-                    receive_kbps: r.u32()?,
+                    receive_kbps,
+                    queue_ms,
+                    jitter_ms,
+                    echo,
                 }
             }
             KIND_NACK => {
@@ -459,6 +490,16 @@ mod tests {
             Message::Report {
                 loss_permille: 25,
                 receive_kbps: 1_234,
+                queue_ms: 12,
+                jitter_ms: 3,
+                echo: Some((77, 40)),
+            },
+            Message::Report {
+                loss_permille: 0,
+                receive_kbps: 0,
+                queue_ms: 0,
+                jitter_ms: 0,
+                echo: None,
             },
             Message::Audio(AudioFrame {
                 seq: 1,
