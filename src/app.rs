@@ -263,6 +263,7 @@ impl App {
                 start_bitrate,
             ),
             resend_budget: Default::default(),
+            pacer: crate::net::pacer::Pacer::new(start_bitrate),
             rx: RxWindow::new(now),
             // the encoder starts where the rate controller does
             new_bitrate: Some(RateController::start_for(MIN_VIDEO_BPS, start_bitrate)),

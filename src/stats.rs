@@ -92,6 +92,10 @@ pub struct CallStats {
     pub video_queue_ms: u16,
     /// Arrival jitter of our video frames at the peer, as it last reported it, ms.
     pub video_jitter_ms: u16,
+    /// Video waiting in the pacer, as time to send it at the pacing rate, ms.
+    pub pacer_queue_ms: f64,
+    /// Video datagrams dropped because the pacer's queue was full.
+    pub pacer_dropped: u64,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
     /// Resend requests not answered: resends may take only 30 % of the bitrate target.
@@ -213,6 +217,10 @@ pub struct StatsLine {
     pub video_queue_ms: u16,
     /// See [`CallStats`].
     pub video_jitter_ms: u16,
+    /// See [`CallStats`].
+    pub pacer_queue_ms: f64,
+    /// See [`CallStats`].
+    pub pacer_dropped: u64,
     /// See [`CallStats`].
     pub fragments_resent: u64,
     /// See [`CallStats`].

@@ -13,6 +13,7 @@ use crate::keys::KeyStore;
 use crate::media::arrival::ArrivalStats;
 use crate::media::frame::unix_micros;
 use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
+use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
 use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory};
@@ -35,6 +36,8 @@ pub struct Network {
     pub rate: RateController,
     /// Resends may use only a share of the bitrate.
     pub resend_budget: ResendBudget,
+    /// Video (and resends) go out paced, at a multiple of the bitrate.
+    pub pacer: Pacer,
     /// What arrived of the peer's video since the last report we sent.
     pub rx: RxWindow,
     /// A bitrate for the encoder, decided this tick.
@@ -92,6 +95,18 @@ impl RxWindow {
 const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Network {
+    /// Hands the paced video that may go now to laminar (all of it is dropped when the call
+    /// is over), at the current bitrate target.
+    fn release_paced(&mut self, peer: Option<std::net::SocketAddr>, now: Instant) {
+        let Some(peer) = peer else {
+            self.pacer.clear();
+            return;
+        };
+        self.pacer.set_bitrate(self.rate.bitrate());
+        let transport = &mut self.transport;
+        self.pacer.release(now, |d| transport.send(peer, d, false));
+    }
+
     /// Handles what the secure channel reports: pins keys on first contact, refuses a
     /// changed key loudly, and turns code failures into messages.
     fn secure_events(&mut self, call: &mut CallInfo) {
@@ -267,7 +282,7 @@ impl Network {
                     for d in again {
                         if self.resend_budget.allow(d.len(), bitrate, now) {
                             stats.fragments_resent += 1;
-                            self.transport.send(from, d, false);
+                            self.pacer.push(d);
                         } else {
                             stats.fragments_not_resent += 1;
                         }
@@ -319,14 +334,16 @@ pub fn network(
         .peer_addr()
         .filter(|_| net.session.state() == CallState::Connected);
     for (meta, data) in outgoing.frames.drain(..) {
-        let Some(peer) = peer else { continue };
+        if peer.is_none() {
+            continue;
+        }
         match fragment_frame(meta, &data) {
             Ok(frags) => {
                 let mut datagrams = Vec::with_capacity(frags.len());
                 for f in frags {
                     match Message::Video(f).encode() {
                         Ok(bytes) => {
-                            net.transport.send(peer, bytes.clone(), false);
+                            net.pacer.push(bytes.clone());
                             datagrams.push(bytes);
                         }
                         Err(e) => tracing::error!("fragment not encodable: {e}"),
@@ -354,12 +371,16 @@ pub fn network(
 
     net.session.handle_timeout(now);
     net.flush_session();
+    net.release_paced(peer, now);
     net.transport.poll(now);
     net.receive(now, &mut stats, &mut incoming_audio);
-    // answer at once (accepts, state) rather than a tick later
+    // answer at once (accepts, state, resends) rather than a tick later
     net.session.handle_timeout(now);
     net.flush_session();
+    net.release_paced(peer, now);
     net.transport.poll(now);
+    stats.pacer_queue_ms = net.pacer.queued_ms();
+    stats.pacer_dropped = net.pacer.dropped();
     net.reassembler.expire(now);
     while let Some(frame) = net.reassembler.pop_ready() {
         incoming.frames.push(frame);

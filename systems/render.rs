@@ -333,6 +333,8 @@ pub fn stats_line(
         video_height: stats.video_height,
         video_fps: stats.video_fps,
         video_rtt_ms: stats.video_rtt_ms,
+        pacer_queue_ms: stats.pacer_queue_ms,
+        pacer_dropped: stats.pacer_dropped,
         video_queue_ms: stats.video_queue_ms,
         video_jitter_ms: stats.video_jitter_ms,
         fragments_resent: stats.fragments_resent,
