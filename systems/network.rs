@@ -54,6 +54,8 @@ pub struct RxWindow {
     since: Instant,
     bytes: u64,
     fragments: u64,
+    /// Fragments with index 0: about one per frame that arrived.
+    first_fragments: u64,
     missing: u64,
     arrival: ArrivalStats,
 }
@@ -65,9 +67,34 @@ impl RxWindow {
             since: now,
             bytes: 0,
             fragments: 0,
+            first_fragments: 0,
             missing: 0,
             arrival: ArrivalStats::default(),
         }
+    }
+
+    /// A fragment of the peer's video arrived.
+    fn on_fragment(&mut self, index: u16, bytes: usize) {
+        self.bytes += bytes as u64;
+        self.fragments += 1;
+        if index == 0 {
+            self.first_fragments += 1;
+        }
+    }
+
+    /// We asked for fragments of a frame for the first time: `named` of them, or (`None`) a
+    /// whole frame never seen, which counts as many fragments as the frames that arrived had
+    /// (one at low bitrates: counting more would inflate the loss and drive a lossy link's
+    /// bitrate down to its floor).
+    fn on_missing(&mut self, named: Option<usize>) {
+        self.missing += match named {
+            Some(n) => n as u64,
+            None => self
+                .fragments
+                .checked_div(self.first_fragments)
+                .unwrap_or(1)
+                .max(1),
+        };
     }
 
     /// The report for the window if it is due, and a fresh window.
@@ -81,6 +108,7 @@ impl RxWindow {
         let receive_kbps = (self.bytes * 8 / dt.as_millis().max(1) as u64) as u32;
         let a = self.arrival.report(now);
         (self.since, self.bytes, self.fragments, self.missing) = (now, 0, 0, 0);
+        self.first_fragments = 0;
         Some(Message::Report {
             loss_permille,
             receive_kbps,
@@ -213,8 +241,7 @@ impl Network {
                         continue;
                     }
                     self.session.note_media_from(from, now);
-                    self.rx.bytes += frag.payload.len() as u64;
-                    self.rx.fragments += 1;
+                    self.rx.on_fragment(frag.index, frag.payload.len());
                     self.rx
                         .arrival
                         .on_fragment(frag.frame_id, frag.capture_us, unix_micros(), now);
@@ -393,7 +420,7 @@ pub fn network(
         }
         for n in net.reassembler.nacks(now) {
             if n.first {
-                net.rx.missing += n.missing.as_ref().map_or(4, |m| m.len() as u64);
+                net.rx.on_missing(n.missing.as_ref().map(Vec::len));
             }
             if let Ok(bytes) = (Message::Nack {
                 frame_id: n.frame_id,
@@ -463,5 +490,38 @@ pub fn network(
         .map(|(_, sas)| sas);
     if sas != call.sas {
         call.sas = sas;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_missing_frame_counts_as_many_fragments_as_frames_have() {
+        let t0 = Instant::now();
+        let mut w = RxWindow::new(t0);
+        // single-fragment frames: a lost frame is one lost fragment, so 1 in 20 is 5 %
+        for _ in 0..19 {
+            w.on_fragment(0, 1000);
+        }
+        w.on_missing(None);
+        let Some(Message::Report { loss_permille, .. }) = w.report_due(t0 + REPORT_EVERY) else {
+            panic!("a report is due");
+        };
+        assert_eq!(loss_permille, 50);
+        // three fragments a frame: a lost frame is three
+        for _ in 0..10 {
+            for i in 0..3 {
+                w.on_fragment(i, 1000);
+            }
+        }
+        w.on_missing(None);
+        w.on_missing(Some(1));
+        let Some(Message::Report { loss_permille, .. }) = w.report_due(t0 + REPORT_EVERY * 2)
+        else {
+            panic!("a report is due");
+        };
+        assert_eq!(loss_permille, 4 * 1000 / 34);
     }
 }
