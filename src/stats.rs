@@ -76,6 +76,10 @@ pub struct CallStats {
     pub decode_errors: u64,
     /// Remote frames not decoded because a frame they depend on was lost.
     pub frames_skipped: u64,
+    /// Remote frames decoded but replaced by a newer one before they could be drawn: after a
+    /// hole is repaired, the frames held behind it arrive together and only the newest is
+    /// drawn (drawing the others would only delay it).
+    pub frames_superseded: u64,
     /// Resend requests sent for missing video fragments.
     pub nacks_sent: u64,
     /// Our video bitrate target, bit/s.
@@ -177,6 +181,8 @@ pub struct StatsLine {
     pub frames_shown: u64,
     /// Frames lost in reassembly (incomplete or late) or undecodable.
     pub frames_dropped: u64,
+    /// See [`CallStats`].
+    pub frames_superseded: u64,
     /// Bytes sent on the socket.
     pub bytes_sent: u64,
     /// Bytes received on the socket (accepted datagrams).

@@ -119,7 +119,12 @@ pub fn decode(
             continue;
         }
         match outcome {
-            DecodeOutcome::Picture(pic) => remote.set(pic, clock.now),
+            DecodeOutcome::Picture(pic) => {
+                if remote.fresh && remote.frame.is_some() {
+                    stats.frames_superseded += 1;
+                }
+                remote.set(pic, clock.now);
+            }
             DecodeOutcome::NoPicture => {}
             DecodeOutcome::Skipped { frame_id } => {
                 stats.frames_skipped += 1;

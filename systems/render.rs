@@ -306,6 +306,7 @@ pub fn stats_line(
         frames_received: stats.frames_received,
         frames_shown: stats.frames_shown,
         frames_dropped: r.abandoned + stats.decode_errors + stats.frames_skipped,
+        frames_superseded: stats.frames_superseded,
         bytes_sent: s.bytes_out,
         bytes_received: s.bytes_in,
         datagrams_dropped: s.dropped_foreign
