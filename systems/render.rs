@@ -8,10 +8,12 @@ use bevy_ecs::prelude::*;
 use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoStream};
 use crate::devices::window::{Overlay, PaneShow, Window};
 use crate::media::frame::unix_micros;
+use crate::media::frame::VideoFrame;
 use crate::media::h264::to_bgr;
 use crate::media::pattern::TestPattern;
 use crate::media::scale::resize_bgr;
-use crate::media::stamp::{read_stamp, Picture, Rect};
+use crate::media::stamp::{read_stamp, Picture, Rect, Stamp};
+use crate::media::worker::Worker;
 use crate::net::SocketCounters;
 use crate::session::CallState;
 use crate::stats::{CallStats, StatsLine, StatsWriter};
@@ -35,6 +37,70 @@ pub struct RenderState {
     last_draw: Option<Instant>,
     last_overlay: Overlay,
     last_title: String,
+    psnr: PsnrProbe,
+}
+
+/// A shown test-pattern picture to compare with its source.
+struct PsnrJob {
+    shown: VideoFrame,
+    stamp: Stamp,
+    source_size: (u32, u32),
+}
+
+/// Y-PSNR of shown test-pattern pictures against their source (the pattern is a function of
+/// its stamp, so the receiver rebuilds it), measured now and then on a background thread:
+/// rebuilding, converting and comparing a picture takes milliseconds, and the tick that
+/// also feeds the speaker must not wait for a measurement.
+#[derive(Default)]
+struct PsnrProbe {
+    worker: Option<Worker<PsnrJob, Option<f64>>>,
+}
+
+impl std::fmt::Debug for PsnrProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PsnrProbe")
+            .field("running", &self.worker.is_some())
+            .finish()
+    }
+}
+
+impl PsnrProbe {
+    /// Hands a picture over; skipped when the previous one is still being measured.
+    fn offer(&mut self, job: PsnrJob) {
+        if self.worker.as_ref().is_none_or(Worker::is_dead) {
+            self.worker = Worker::spawn("psnr", 1, measure_psnr)
+                .map_err(|e| tracing::debug!("psnr thread: {e}"))
+                .ok();
+        }
+        if let Some(w) = self.worker.as_mut() {
+            let _ = w.submit(job);
+        }
+    }
+
+    /// Adds what was measured since the last tick to `stats`.
+    fn collect(&mut self, stats: &mut CallStats) {
+        let Some(w) = self.worker.as_mut() else {
+            return;
+        };
+        while let Some(db) = w.try_next() {
+            if let Some(db) = db {
+                stats.psnr_sum += db;
+                stats.psnr_count += 1;
+            }
+        }
+    }
+}
+
+fn measure_psnr(job: PsnrJob) -> Option<f64> {
+    let (sw, sh) = job.source_size;
+    let f = &job.shown;
+    let src = TestPattern::new(sw, sh).render(job.stamp.frame_no, job.stamp.capture_us);
+    let src = if (sw, sh) == (f.width, f.height) {
+        src
+    } else {
+        resize_bgr(&src, f.width, f.height).ok()?
+    };
+    psnr_y(&src.data, &to_bgr(f)?.data)
 }
 
 /// The window title for a call state.
@@ -98,6 +164,7 @@ pub fn render(
     mut local: Single<StreamItem, (With<Local>, Without<Remote>)>,
     mut remote: Single<StreamItem, (With<Remote>, Without<Local>)>,
 ) {
+    state.psnr.collect(&mut stats);
     let (ref mut lstream, local_off, local_muted) = *local;
     let (ref mut rstream, remote_off, remote_muted) = *remote;
     let remote_new = rstream.fresh && rstream.frame.is_some();
@@ -212,23 +279,13 @@ pub fn render(
             if let Some(s) = read_stamp(&pic, Rect::full(f.width, f.height), false) {
                 stats.last_remote_stamp = Some(s.frame_no);
                 stats.remote_stamps_read += 1;
-                // the pattern is a function of its stamp: rebuild the source and compare
+                // compare two pictures a second with their source, off the tick
                 if stats.remote_stamps_read % 15 == 1 {
-                    let (sw, sh) = settings.source_size;
-                    let src = TestPattern::new(sw, sh).render(s.frame_no, s.capture_us);
-                    let src = if (sw, sh) == (f.width, f.height) {
-                        Some(src)
-                    } else {
-                        resize_bgr(&src, f.width, f.height).ok()
-                    };
-                    let shown = to_bgr(f);
-                    let db = src
-                        .zip(shown)
-                        .and_then(|(src, shown)| psnr_y(&src.data, &shown.data));
-                    if let Some(db) = db {
-                        stats.psnr_sum += db;
-                        stats.psnr_count += 1;
-                    }
+                    state.psnr.offer(PsnrJob {
+                        shown: f.clone(),
+                        stamp: s,
+                        source_size: settings.source_size,
+                    });
                 }
             }
             if let Some(t) = stats.last_shown {
