@@ -252,21 +252,22 @@ impl App {
             crate::proto::CodecId::Mjpeg => (f64::from(opts.size.0 * opts.size.1 * opts.fps) * 0.6)
                 .min(f64::from(u32::MAX)) as u32,
         };
+        let rate = RateController::new(
+            RateController::start_for(MIN_VIDEO_BPS, start_bitrate),
+            MIN_VIDEO_BPS,
+            start_bitrate,
+        );
         world.insert_resource(Network {
             transport,
             session: Session::new(rand::random(), dial, SessionConfig::default(), now),
             reassembler: Reassembler::default(),
             history: SendHistory::default(),
-            rate: RateController::new(
-                RateController::start_for(MIN_VIDEO_BPS, start_bitrate),
-                MIN_VIDEO_BPS,
-                start_bitrate,
-            ),
             resend_budget: Default::default(),
-            pacer: crate::net::pacer::Pacer::new(start_bitrate),
+            pacer: crate::net::pacer::Pacer::new(rate.bitrate()),
             rx: RxWindow::new(now),
             // the encoder starts where the rate controller does
-            new_bitrate: Some(RateController::start_for(MIN_VIDEO_BPS, start_bitrate)),
+            new_bitrate: Some(rate.bitrate()),
+            rate,
             known_peers: keys.known_peers(),
             keys,
         });
@@ -287,8 +288,8 @@ impl App {
         let speaker = opts.speaker.clone().unwrap_or(SpeakerSink::Default);
         world.insert_non_send(AudioDevices::open(mic, speaker, opts.audio_buffer_ms, now));
         world.insert_non_send(AudioSender::new(opts.audio_bitrate));
-        // play out a frame when the speaker holds less than one device buffer plus 2 ms for
-        // the tick (a tick is short: the codecs run on their own threads)
+        // a frame is played out when the speaker holds less than one device buffer plus a
+        // margin that follows the underruns (see `PlayoutMargin`)
         world.insert_non_send(AudioReceiver::new());
         world.spawn((
             Participant { name: "me".into() },

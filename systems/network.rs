@@ -16,7 +16,9 @@ use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
-use crate::proto::{fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory};
+use crate::proto::{
+    fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory, VideoFragment,
+};
 use crate::session::{CallState, MediaState, Session, SessionEvent};
 use crate::stats::CallStats;
 use crate::systems::audio::{IncomingAudio, OutgoingAudio};
@@ -73,13 +75,15 @@ impl RxWindow {
         }
     }
 
-    /// A fragment of the peer's video arrived.
-    fn on_fragment(&mut self, index: u16, bytes: usize) {
-        self.bytes += bytes as u64;
+    /// A fragment of the peer's video arrived (at `now`).
+    fn on_fragment(&mut self, frag: &VideoFragment, now: Instant) {
+        self.bytes += frag.payload.len() as u64;
         self.fragments += 1;
-        if index == 0 {
+        if frag.index == 0 {
             self.first_fragments += 1;
         }
+        self.arrival
+            .on_fragment(frag.frame_id, frag.capture_us, unix_micros(), now);
     }
 
     /// We asked for fragments of a frame for the first time: `named` of them, or (`None`) a
@@ -107,8 +111,12 @@ impl RxWindow {
         let loss_permille = (self.missing * 1000).checked_div(seen).unwrap_or(0) as u16;
         let receive_kbps = (self.bytes * 8 / dt.as_millis().max(1) as u64) as u32;
         let a = self.arrival.report(now);
-        (self.since, self.bytes, self.fragments, self.missing) = (now, 0, 0, 0);
-        self.first_fragments = 0;
+        // a fresh window; the arrival measures run on
+        let arrival = std::mem::take(&mut self.arrival);
+        *self = Self {
+            arrival,
+            ..Self::new(now)
+        };
         Some(Message::Report {
             loss_permille,
             receive_kbps,
@@ -241,10 +249,7 @@ impl Network {
                         continue;
                     }
                     self.session.note_media_from(from, now);
-                    self.rx.on_fragment(frag.index, frag.payload.len());
-                    self.rx
-                        .arrival
-                        .on_fragment(frag.frame_id, frag.capture_us, unix_micros(), now);
+                    self.rx.on_fragment(&frag, now);
                     if let ReassemblyEvent::Completed(_) = self.reassembler.push(frag, now) {
                         stats.frames_received += 1;
                     }
@@ -497,13 +502,27 @@ pub fn network(
 mod tests {
     use super::*;
 
+    fn frag(index: u16) -> VideoFragment {
+        VideoFragment {
+            frame_id: 1,
+            index,
+            count: 3,
+            keyframe: false,
+            codec: crate::proto::CodecId::H264,
+            width: 640,
+            height: 480,
+            capture_us: 0,
+            payload: vec![0; 1000],
+        }
+    }
+
     #[test]
     fn a_whole_missing_frame_counts_as_many_fragments_as_frames_have() {
         let t0 = Instant::now();
         let mut w = RxWindow::new(t0);
         // single-fragment frames: a lost frame is one lost fragment, so 1 in 20 is 5 %
         for _ in 0..19 {
-            w.on_fragment(0, 1000);
+            w.on_fragment(&frag(0), t0);
         }
         w.on_missing(None);
         let Some(Message::Report { loss_permille, .. }) = w.report_due(t0 + REPORT_EVERY) else {
@@ -513,7 +532,7 @@ mod tests {
         // three fragments a frame: a lost frame is three
         for _ in 0..10 {
             for i in 0..3 {
-                w.on_fragment(i, 1000);
+                w.on_fragment(&frag(i), t0);
             }
         }
         w.on_missing(None);

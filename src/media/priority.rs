@@ -10,13 +10,9 @@ pub const VIDEO_NICE: i32 = 5;
 pub fn lower_current_thread(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on the calling thread, no pointers involved. On Linux a
-        // nice level belongs to a thread, named by its thread id.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(nice).min(19)) == 0
-        }
+        // SAFETY: a plain system call on the calling thread, no pointers involved.
+        let target = current_nice().saturating_add(nice).min(19);
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, gettid(), target) == 0 }
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -29,16 +25,20 @@ pub fn lower_current_thread(nice: i32) -> bool {
 pub fn current_nice() -> i32 {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: as above.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
+        // SAFETY: a plain system call on the calling thread, no pointers involved.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, gettid()) }
     }
     #[cfg(not(target_os = "linux"))]
     {
         0
     }
+}
+
+/// The calling thread's id: on Linux a nice level belongs to a thread, named by it.
+#[cfg(target_os = "linux")]
+fn gettid() -> libc::id_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
 }
 
 #[cfg(test)]
