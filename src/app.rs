@@ -15,7 +15,8 @@ use crate::devices::audio::{MicSource, SpeakerSink};
 use crate::devices::camera::{
     self, Camera, CameraError, CameraSource, OpenCvSource, PatternSource,
 };
-use crate::devices::window::{Window, WindowError};
+use crate::devices::window::WindowError;
+use crate::devices::window_thread::WindowThread;
 use crate::keys::KeyStore;
 use crate::media::codec::EncoderSettings;
 use crate::media::rate::RateController;
@@ -210,7 +211,7 @@ impl App {
         }
         if !opts.headless {
             let title = crate::systems::render::title(&call);
-            world.insert_non_send(Window::open(&title, 1280, 720)?);
+            world.insert_resource(WindowThread::open(&title, opts.window, opts.size)?);
         }
         if let Some(path) = &opts.stats {
             let writer = StatsWriter::create(path).map_err(|source| AppError::Stats {

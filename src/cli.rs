@@ -52,6 +52,11 @@ pub struct Options {
     #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 
+    /// Window size. Default: the peer's picture at its own size beside the self-view, shrunk
+    /// to fit the screen.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub window: Option<(u32, u32)>,
+
     /// Run without a window (keys come from standard input: m, c, q).
     #[arg(long)]
     pub headless: bool,

@@ -101,9 +101,62 @@ pub fn local_picture(w: u32, h: u32, src_w: u32, src_h: u32) -> Rect {
     r
 }
 
+/// The default window for pictures of `video_w`×`video_h`: the remote pane holds the
+/// picture at its own size (no scaling: every pixel scaled is a pixel the window's present
+/// pays for, and a 1280×720 window cost twice what a 854×480 one does here), shrunk as a whole
+/// to fit nine tenths of the `screen` when it is known.
+pub fn window_for(video_w: u32, video_h: u32, screen: Option<(u32, u32)>) -> (u32, u32) {
+    let (vw, vh) = (video_w.max(1), video_h.max(1));
+    // landscape: the remote pane is the width less a quarter; portrait: the height less a quarter
+    let widen = |v: u32| {
+        (v * 4 / 3..v * 4 / 3 + 3)
+            .find(|t| t - t / 4 == v)
+            .unwrap_or(v * 4 / 3)
+    };
+    let (w, h) = if vw >= vh {
+        (widen(vw), vh)
+    } else {
+        (vw, widen(vh))
+    };
+    match screen {
+        Some((sw, sh)) if sw > 0 && sh > 0 => {
+            let (mw, mh) = (u64::from(sw) * 9 / 10, u64::from(sh) * 9 / 10);
+            let (w64, h64) = (u64::from(w), u64::from(h));
+            if w64 <= mw && h64 <= mh {
+                (w, h)
+            } else if w64 * mh > h64 * mw {
+                (mw as u32, (h64 * mw / w64).max(1) as u32)
+            } else {
+                ((w64 * mh / h64).max(1) as u32, mh as u32)
+            }
+        }
+        _ => (w, h),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_window_shows_the_picture_unscaled() {
+        for (vw, vh) in [(640, 480), (1280, 720), (320, 240), (480, 640), (162, 120)] {
+            let (w, h) = window_for(vw, vh, None);
+            let r = remote_picture(w, h, vw, vh);
+            assert_eq!((r.w, r.h), (vw, vh), "window {w}x{h}");
+        }
+        assert_eq!(window_for(640, 480, Some((1920, 1080))), (853, 480));
+    }
+
+    #[test]
+    fn default_window_fits_the_screen() {
+        let (w, h) = window_for(1920, 1080, Some((1366, 768)));
+        assert!(w <= 1229 && h <= 691, "{w}x{h}");
+        let (w0, h0) = window_for(1920, 1080, None);
+        assert!((w * h0).abs_diff(h * w0) <= w0, "aspect kept: {w}x{h}");
+        let (w, h) = window_for(480, 1280, Some((1000, 800)));
+        assert!(h <= 720 && w <= 900, "{w}x{h}");
+    }
 
     #[test]
     fn remote_is_large_and_self_view_beside_it() {

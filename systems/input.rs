@@ -4,7 +4,8 @@ use bevy_ecs::prelude::*;
 use crossbeam_channel::Receiver;
 
 use crate::components::{Control, Local, Muted};
-use crate::devices::window::{KeyCommand, Window};
+use crate::devices::window::KeyCommand;
+use crate::devices::window_thread::WindowThread;
 
 /// Key commands typed on standard input (`m`, `c`, `q`), for headless runs and scripts.
 #[derive(Resource, Debug)]
@@ -59,7 +60,7 @@ pub fn apply(
 
 /// Reads the window's keys and standard input.
 pub fn input(
-    window: Option<NonSendMut<Window>>,
+    window: Option<Res<WindowThread>>,
     stdin: Option<Res<StdinKeys>>,
     mut control: ResMut<Control>,
     local: Single<(Entity, Has<Muted>), With<Local>>,
@@ -67,7 +68,7 @@ pub fn input(
 ) {
     let (entity, mut muted) = *local;
     let mut cmds = match window {
-        Some(mut w) => w.poll_commands(),
+        Some(w) => w.commands(),
         None => Vec::new(),
     };
     if let Some(keys) = stdin {

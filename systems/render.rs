@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use bevy_ecs::prelude::*;
 
 use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoStream};
-use crate::devices::window::{Overlay, PaneShow, Window};
+use crate::devices::window::{Overlay, PaneShow};
+use crate::devices::window_thread::{Scene, WindowThread};
 use crate::media::frame::unix_micros;
 use crate::media::frame::VideoFrame;
 use crate::media::h264::to_bgr;
@@ -155,7 +156,7 @@ type StreamItem = (&'static mut VideoStream, Has<CameraOff>, Has<Muted>);
 /// Shows what is new; counts and times shown remote frames.
 #[allow(clippy::too_many_arguments)]
 pub fn render(
-    window: Option<NonSendMut<Window>>,
+    window: Option<Res<WindowThread>>,
     settings: Res<RenderSettings>,
     mut state: ResMut<RenderState>,
     call: Res<CallInfo>,
@@ -211,27 +212,22 @@ pub fn render(
         },
     };
 
-    if let Some(mut w) = window {
+    if let Some(w) = window {
         let t = title(&call);
         if t != state.last_title {
             w.set_title(&t);
             state.last_title = t;
         }
         let mut changed = overlay != state.last_overlay;
-        let t0 = Instant::now();
         if rstream.fresh {
             if let Some(f) = &rstream.frame {
-                if let Err(e) = w.upload_remote(f) {
-                    tracing::warn!("{e}");
-                }
+                w.put_remote(f.clone());
             }
             changed = true;
         }
         if lstream.fresh {
             if let Some(f) = &lstream.frame {
-                if let Err(e) = w.upload_local(f) {
-                    tracing::warn!("{e}");
-                }
+                w.put_local(f.clone());
             }
             // While the peer's video flows, the self-view is drawn with the peer's next
             // picture: one draw per frame instead of two, and a picture that arrives never
@@ -248,51 +244,39 @@ pub fn render(
         let due = state
             .last_draw
             .is_none_or(|t| clock.now.saturating_duration_since(t) >= settings.idle_redraw);
-        let t1 = Instant::now();
         if changed || due {
-            if let Err(e) = w.draw(remote_show, local_show, settings.mirror, &overlay) {
-                tracing::warn!("{e}");
-            }
-            tracing::trace!(
-                target: "render_timing",
-                "upload {} draw {} remote {} local {}",
-                (t1 - t0).as_micros(),
-                t1.elapsed().as_micros(),
-                rstream.fresh,
-                lstream.fresh
-            );
+            w.draw(Scene {
+                remote: remote_show,
+                local: local_show,
+                mirror: settings.mirror,
+                overlay: overlay.clone(),
+            });
             state.last_draw = Some(clock.now);
             state.last_overlay = overlay;
         }
-    }
-
-    if remote_new && remote_show == PaneShow::Video {
+        // the numbers of what reached the screen
+        for s in w.shown() {
+            count_shown(
+                &mut stats,
+                &mut state.psnr,
+                &settings,
+                &s.frame,
+                s.latency_us,
+                s.at,
+            );
+        }
+        stats.frames_superseded += w.take_replaced();
+    } else if remote_new && remote_show == PaneShow::Video {
         if let Some(f) = &rstream.frame {
-            stats.frames_shown += 1;
             let latency = unix_micros().saturating_sub(f.capture_us);
-            stats.latency_total.add(latency);
-            stats.latency_window.add(latency);
-            let pic = match f.planes() {
-                Some((y, _, _)) => Picture::luma(y, f.width, f.height),
-                None => Picture::bgr(&f.data, f.width, f.height),
-            };
-            if let Some(s) = read_stamp(&pic, Rect::full(f.width, f.height), false) {
-                stats.last_remote_stamp = Some(s.frame_no);
-                stats.remote_stamps_read += 1;
-                // compare two pictures a second with their source, off the tick
-                if stats.remote_stamps_read % 15 == 1 {
-                    state.psnr.offer(PsnrJob {
-                        shown: f.clone(),
-                        stamp: s,
-                        source_size: settings.source_size,
-                    });
-                }
-            }
-            if let Some(t) = stats.last_shown {
-                let gap = clock.now.saturating_duration_since(t).as_secs_f64() * 1000.0;
-                stats.longest_freeze_ms = stats.longest_freeze_ms.max(gap);
-            }
-            stats.last_shown = Some(clock.now);
+            count_shown(
+                &mut stats,
+                &mut state.psnr,
+                &settings,
+                f,
+                latency,
+                clock.now,
+            );
         }
     }
     if !connected {
@@ -300,6 +284,41 @@ pub fn render(
     }
     rstream.fresh = false;
     lstream.fresh = false;
+}
+
+/// Counts a remote picture shown `latency_us` after its capture, at `at`.
+fn count_shown(
+    stats: &mut CallStats,
+    psnr: &mut PsnrProbe,
+    settings: &RenderSettings,
+    f: &VideoFrame,
+    latency_us: u64,
+    at: Instant,
+) {
+    stats.frames_shown += 1;
+    stats.latency_total.add(latency_us);
+    stats.latency_window.add(latency_us);
+    let pic = match f.planes() {
+        Some((y, _, _)) => Picture::luma(y, f.width, f.height),
+        None => Picture::bgr(&f.data, f.width, f.height),
+    };
+    if let Some(s) = read_stamp(&pic, Rect::full(f.width, f.height), false) {
+        stats.last_remote_stamp = Some(s.frame_no);
+        stats.remote_stamps_read += 1;
+        // compare two pictures a second with their source, off the tick
+        if stats.remote_stamps_read % 15 == 1 {
+            psnr.offer(PsnrJob {
+                shown: f.clone(),
+                stamp: s,
+                source_size: settings.source_size,
+            });
+        }
+    }
+    if let Some(t) = stats.last_shown {
+        let gap = at.saturating_duration_since(t).as_secs_f64() * 1000.0;
+        stats.longest_freeze_ms = stats.longest_freeze_ms.max(gap);
+    }
+    stats.last_shown = Some(at);
 }
 
 /// Y-PSNR of two BGR pictures of the same size, dB (capped at 99 for identical pictures).

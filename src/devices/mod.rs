@@ -1,6 +1,7 @@
-//! The only doors to the outside world: camera and window (audio comes next).
+//! The only doors to the outside world: camera, sound devices and window.
 
 pub mod audio;
 pub mod camera;
 pub mod text;
 pub mod window;
+pub mod window_thread;

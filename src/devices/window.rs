@@ -90,10 +90,23 @@ fn sdl_rect(r: Rect) -> SdlRect {
 }
 
 impl Window {
-    /// Opens a resizable window of `w`×`h`.
-    pub fn open(title: &str, w: u32, h: u32) -> Result<Self, WindowError> {
+    /// Opens a resizable window of `size`, or by default one that shows pictures of
+    /// `video` unscaled and fits the screen (see [`layout::window_for`]).
+    pub fn open(
+        title: &str,
+        size: Option<(u32, u32)>,
+        video: (u32, u32),
+    ) -> Result<Self, WindowError> {
         let sdl_ctx = sdl2::init().map_err(sdl)?;
-        let video = sdl_ctx.video().map_err(sdl)?;
+        let video_sys = sdl_ctx.video().map_err(sdl)?;
+        let (w, h) = size.unwrap_or_else(|| {
+            let screen = video_sys
+                .display_usable_bounds(0)
+                .ok()
+                .map(|r| (r.width(), r.height()));
+            layout::window_for(video.0, video.1, screen)
+        });
+        let video = video_sys;
         let window = video
             .window(title, w, h)
             .position_centered()
