@@ -5,7 +5,9 @@
 //! both directions of the relay are impaired alike.
 //! Prints a markdown table of what arrived, how late and how good. `cargo bench --bench e2e`;
 //! PRATTLE_BENCH_SECS sets each call's length (default 10); PRATTLE_BENCH_SIZES and
-//! PRATTLE_BENCH_CODECS (comma-separated) pick rows; PRATTLE_BENCH_AUDIO=0 runs without sound.
+//! PRATTLE_BENCH_CODECS and PRATTLE_BENCH_LINKS (`clean,loss,cap`; comma-separated) pick rows;
+//! PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
+//! window on its own Xvfb display (a picture counts as shown when its present has returned).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -13,7 +15,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{click_delays, clicks, free_port, read_raw, Pulse};
+use common::{click_delays, clicks, free_port, read_raw, Pulse, Xvfb};
 use serde_json::Value;
 
 fn ticks_per_sec() -> f64 {
@@ -29,10 +31,11 @@ fn cpu_secs(pid: u32) -> f64 {
     (get(11) + get(12)) / ticks_per_sec()
 }
 
-fn spawn(args: &[String], pulse: Option<&Pulse>) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_prattle"))
+fn spawn(args: &[String], pulse: Option<&Pulse>, display: Option<&Xvfb>) -> Child {
+    Command::new(common::bin())
         .args(args)
         .envs(pulse.map(Pulse::env).unwrap_or_default())
+        .envs(display.map(|x| ("DISPLAY", x.display.clone())))
         .env("RUST_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -77,13 +80,20 @@ fn median(v: &[f64]) -> Option<f64> {
 
 /// One call; the A/V offset is how much later the peer is heard than seen, both measured
 /// end to end (clicks and stamps).
-fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: Option<&Pulse>) -> Row {
-    let mut r = call(size, codec, link, spec, secs, pulse);
+fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -> Row {
+    let mut r = call(size, codec, link, spec, secs, env);
     r.av_offset = r.audio_p50.map(|a| a - r.p50);
     r
 }
 
-fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: Option<&Pulse>) -> Row {
+/// The sound server and the displays the peers run with, if any.
+struct Env {
+    pulse: Option<Pulse>,
+    displays: Option<(Xvfb, Xvfb)>,
+}
+
+fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -> Row {
+    let pulse = env.pulse.as_ref();
     let dir = std::env::temp_dir().join(format!("prattle-e2e-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let (pa, pb, pr) = (free_port(), free_port(), free_port());
@@ -107,7 +117,6 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: Optio
             format!("mic{me}.monitor"),
             "--speaker".into(),
             format!("spk{me}"),
-            "--headless".into(),
             "--camera".into(),
             "test".into(),
             "--size".into(),
@@ -128,12 +137,21 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, pulse: Optio
             format!("{d}"),
         ]
     };
-    let mut a = spawn(&args(pa, &sa, secs + 1.5, "A"), pulse);
-    std::thread::sleep(Duration::from_millis(300));
+    let (xa, xb) = match &env.displays {
+        Some((xa, xb)) => (Some(xa), Some(xb)),
+        None => (None, None),
+    };
+    let mut args_a = args(pa, &sa, secs + 1.5, "A");
     let mut args_b = args(pb, &sb, secs, "B");
+    if env.displays.is_none() {
+        args_a.push("--headless".into());
+        args_b.push("--headless".into());
+    }
+    let mut a = spawn(&args_a, pulse, xa);
+    std::thread::sleep(Duration::from_millis(300));
     args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pr}")]);
     let start = Instant::now();
-    let mut b = spawn(&args_b, pulse);
+    let mut b = spawn(&args_b, pulse, xb);
     // clicks into A's microphone once the call has settled, recorded at B's speaker
     let rec = dir.join("spkB.raw");
     let _ = std::fs::remove_file(&rec);
@@ -190,17 +208,31 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    println!("Two headless peers, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it.\n");
+    let windows = std::env::var("PRATTLE_BENCH_WINDOWS").is_ok_and(|v| v == "1");
+    let how = if windows {
+        "each in an SDL2 window on its own Xvfb display"
+    } else {
+        "headless"
+    };
+    println!("Two peers, {how}, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it.\n");
     println!("| size | codec | link | shown | capture→shown p50 | p95 | p99 | longest freeze | Mbit/s | Y-PSNR | CPU A | CPU B | mic→speaker p50 | concealed | A/V offset |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // PRATTLE_BENCH_AUDIO=0: no sound server, video only (and no PulseAudio daemon's load)
     let audio = std::env::var("PRATTLE_BENCH_AUDIO").map_or(true, |v| v != "0");
-    let pulse = audio.then(Pulse::start);
+    let env = Env {
+        pulse: audio.then(Pulse::start),
+        displays: windows.then(|| (Xvfb::start(1920, 1080), Xvfb::start(1920, 1080))),
+    };
     let links = [
-        ("clean", "clean"),
-        ("5 % loss, 30±10 ms", "loss=5%,delay=20ms,jitter=20ms"),
-        ("1 Mbit/s cap", "rate=1mbit"),
+        ("clean", "clean", "clean"),
+        (
+            "5 % loss, 30±10 ms",
+            "loss",
+            "loss=5%,delay=20ms,jitter=20ms",
+        ),
+        ("1 Mbit/s cap", "cap", "rate=1mbit"),
     ];
+    let links_wanted = std::env::var("PRATTLE_BENCH_LINKS").unwrap_or_default();
     let pick = |var: &str, all: &[&'static str]| -> Vec<&'static str> {
         let want = std::env::var(var).unwrap_or_default();
         all.iter()
@@ -210,8 +242,11 @@ fn main() {
     };
     for size in pick("PRATTLE_BENCH_SIZES", &["640x480", "1280x720"]) {
         for codec in pick("PRATTLE_BENCH_CODECS", &["h264", "mjpeg"]) {
-            for (link, spec) in links {
-                let r = run(size, codec, link, spec, secs, pulse.as_ref());
+            for (link, key, spec) in links {
+                if !links_wanted.is_empty() && !links_wanted.split(',').any(|w| w == key) {
+                    continue;
+                }
+                let r = run(size, codec, link, spec, secs, &env);
                 let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
                 println!(
                     "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % | {} | {} | {} |",
