@@ -91,12 +91,15 @@ fn run(label: &str, extra: &[&str], n: usize, video: Video) {
     let last = b.last();
     let est = num(&last, "mic_to_speaker_ms");
     let underruns = num(&last, "speaker_underruns") / num(&last, "t").max(1.0);
+    let concealed = 100.0 * num(&last, "audio_concealed") / num(&last, "audio_received").max(1.0);
     if d.is_empty() {
-        println!("| {label} | 0 of {n} | – | – | {est:.0} ms | {underruns:.1} |");
+        println!(
+            "| {label} | 0 of {n} | – | – | {est:.0} ms | {underruns:.1} | {concealed:.1} % |"
+        );
         return;
     }
     println!(
-        "| {label} | {} of {n} | {:.1} ms | {:.1} ms | {est:.0} ms | {underruns:.1} |",
+        "| {label} | {} of {n} | {:.1} ms | {:.1} ms | {est:.0} ms | {underruns:.1} | {concealed:.1} % |",
         d.len(),
         quantile(&d, 0.5),
         quantile(&d, 0.95)
@@ -113,8 +116,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
     println!("Clicks into A's microphone, heard at B's speaker, two peers on loopback with a private PulseAudio.\n");
-    println!("| device buffer | clicks heard | mic→speaker p50 | p95 | B's own estimate | B's underruns/s |");
-    println!("|---|---|---|---|---|---|");
+    println!("| device buffer | clicks heard | mic→speaker p50 | p95 | B's own estimate | B's underruns/s | B concealed |");
+    println!("|---|---|---|---|---|---|---|");
     let buffers = std::env::var("PRATTLE_BENCH_BUFFERS").unwrap_or_else(|_| "5,10,20".into());
     let rows = std::env::var("PRATTLE_BENCH_VIDEO").unwrap_or_else(|_| "off,on,windows".into());
     let wanted = |v: Video| {

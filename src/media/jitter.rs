@@ -4,7 +4,7 @@
 //! Model: every packet is one frame and sequence numbers are consecutive, so packet `n`
 //! *ideally* arrives at `base + n * frame`, where `base` is the smallest transit offset seen
 //! over a sliding window. The playout delay is how far the playout position lags that ideal
-//! arrival; the target is the 95th percentile of per-packet lateness plus one frame. Keeping
+//! arrival; the target is the 99th percentile of per-packet lateness plus a quarter frame. Keeping
 //! delay and target in the sender's frame grid (instead of counting buffered packets) makes
 //! clock drift visible as a slow change of the delay, which the buffer then corrects by
 //! dropping a frame (sender faster) or inserting a concealed one (sender slower).
