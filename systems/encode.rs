@@ -5,7 +5,7 @@
 
 use bevy_ecs::prelude::*;
 
-use crate::components::{CallInfo, KeyframeFeedback, Local, Outgoing, VideoStream};
+use crate::components::{CallInfo, Clock, KeyframeFeedback, Local, Outgoing, VideoStream};
 use crate::media::codec::{new_encoder, EncoderSettings};
 use crate::media::ladder::Ladder;
 use crate::media::scale::resize_bgr;
@@ -136,6 +136,7 @@ impl Encoder {
 /// sends what the encoder finished.
 pub fn encode(
     mut encoder: ResMut<Encoder>,
+    clock: Res<Clock>,
     call: Res<CallInfo>,
     mut feedback: ResMut<KeyframeFeedback>,
     local: Single<&VideoStream, With<Local>>,
@@ -147,11 +148,15 @@ pub fn encode(
     if let Some(bps) = feedback.target_bitrate.take() {
         encoder.bitrate = Some(bps);
         encoder.bitrate_pending = true;
-        if let Some(step) = encoder.ladder.on_bitrate(bps) {
+        if let Some(step) = encoder.ladder.on_bitrate(bps, clock.now) {
             let (w, h) = step.size;
             let fps = encoder.ladder.fps();
             tracing::info!("sending {w}x{h} at {fps:.0} fps, {} kbit/s", bps / 1000);
         }
+    } else if let Some(step) = encoder.ladder.poll(clock.now) {
+        let (w, h) = step.size;
+        let fps = encoder.ladder.fps();
+        tracing::info!("sending {w}x{h} at {fps:.0} fps");
     }
     let step = encoder.ladder.step();
     if step.divisor != encoder.divisor {

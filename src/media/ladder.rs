@@ -3,6 +3,8 @@
 //! rate control): then a smaller, sharper picture, and past half size fewer of them, is the
 //! better call. Sans-IO.
 
+use std::time::{Duration, Instant};
+
 use crate::proto::CodecId;
 
 /// The rungs, from the full picture down: sides scaled by `num/den`, every `div`-th camera
@@ -21,6 +23,11 @@ const RUNGS: [Rung; 9] = [
 ];
 /// Smallest width sent.
 const MIN_WIDTH: u32 = 160;
+/// A step up waits until the bitrate has allowed it this long: a bigger picture starts with a
+/// keyframe, and a keyframe sent while a slow start overshoots the link (the overshoot is
+/// undone within a report or two) overflowed a shallow buffer and froze the picture for
+/// most of a second.
+pub const UP_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Rung {
@@ -62,6 +69,10 @@ pub struct Ladder {
     down_bpp: f64,
     up_bpp: f64,
     rung: usize,
+    /// The bitrate target.
+    bps: u32,
+    /// Since when the bitrate has allowed the next step up.
+    up_since: Option<Instant>,
 }
 
 impl Ladder {
@@ -74,6 +85,8 @@ impl Ladder {
             down_bpp,
             up_bpp,
             rung: 0,
+            bps: 0,
+            up_since: None,
         }
     }
 
@@ -106,16 +119,36 @@ impl Ladder {
         f64::from(bps) / (f64::from(w) * f64::from(h) * self.fps / f64::from(divisor))
     }
 
-    /// Takes a new bitrate target; returns the new step when it changed.
-    pub fn on_bitrate(&mut self, bps: u32) -> Option<Step> {
+    /// Takes a new bitrate target at `now`; returns the new step when it changed. Steps
+    /// down at once, up one rung at a time once the bitrate has allowed it for [`UP_HOLD`].
+    pub fn on_bitrate(&mut self, bps: u32, now: Instant) -> Option<Step> {
+        self.bps = bps;
         let before = self.rung;
         while self.rung + 1 < self.rungs() && self.bpp(self.rung, bps) < self.down_bpp {
             self.rung += 1;
         }
-        if self.rung == before && self.rung > 0 && self.bpp(self.rung - 1, bps) > self.up_bpp {
-            self.rung -= 1;
+        if self.rung != before {
+            self.up_since = None;
+            return Some(self.step());
         }
-        (self.rung != before).then(|| self.step())
+        self.poll(now)
+    }
+
+    /// Steps up when the bitrate has allowed it for long enough; returns the new step then.
+    pub fn poll(&mut self, now: Instant) -> Option<Step> {
+        let up = self.rung > 0 && self.bpp(self.rung - 1, self.bps) > self.up_bpp;
+        if !up {
+            self.up_since = None;
+            return None;
+        }
+        let since = *self.up_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < UP_HOLD {
+            return None;
+        }
+        // the next rung up waits its own hold
+        self.rung -= 1;
+        self.up_since = None;
+        Some(self.step())
     }
 }
 
@@ -138,6 +171,37 @@ fn step_at(full: (u32, u32), rung: usize) -> Step {
 mod tests {
     use super::*;
 
+    /// A ladder on a clock on which every step up the bitrate allows waits out its hold.
+    struct Held {
+        l: Ladder,
+        now: Instant,
+    }
+
+    impl Held {
+        fn new(full: (u32, u32), fps: u32, codec: CodecId) -> Self {
+            Self {
+                l: Ladder::new(full, fps, codec),
+                now: Instant::now(),
+            }
+        }
+
+        fn on_bitrate(&mut self, bps: u32) -> Option<Step> {
+            self.now += UP_HOLD * 2;
+            let now = self.now;
+            self.l
+                .on_bitrate(bps, now)
+                .or_else(|| self.l.poll(now + UP_HOLD))
+        }
+
+        fn size(&self) -> (u32, u32) {
+            self.l.size()
+        }
+
+        fn fps(&self) -> f64 {
+            self.l.fps()
+        }
+    }
+
     fn step(w: u32, h: u32, divisor: u32) -> Option<Step> {
         Some(Step {
             size: (w, h),
@@ -147,7 +211,7 @@ mod tests {
 
     #[test]
     fn h264_720p_steps_down_under_a_squeeze_and_back_up() {
-        let mut l = Ladder::new((1280, 720), 30, CodecId::H264);
+        let mut l = Held::new((1280, 720), 30, CodecId::H264);
         assert_eq!(l.on_bitrate(1_500_000), None);
         assert_eq!(l.size(), (1280, 720));
         // 0.54 Mbit/s is under 0.02 bit/pixel at 720p30
@@ -170,14 +234,33 @@ mod tests {
     }
 
     #[test]
+    fn a_step_up_waits_for_the_bitrate_to_hold() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut l = Ladder::new((1280, 720), 30, CodecId::H264);
+        assert_eq!(l.on_bitrate(500_000, ms(0)), step(960, 540, 1));
+        // a slow start passes the full size's threshold and is undone within a report
+        assert_eq!(l.on_bitrate(1_220_000, ms(2000)), None);
+        assert_eq!(l.poll(ms(2200)), None);
+        assert_eq!(l.on_bitrate(976_000, ms(2250)), None);
+        assert_eq!(l.poll(ms(3500)), None, "the hold starts afresh");
+        // held for a second: up
+        assert_eq!(l.on_bitrate(1_300_000, ms(4000)), None);
+        assert_eq!(l.poll(ms(4500)), None);
+        assert_eq!(l.poll(ms(5000)), step(1280, 720, 1));
+        // down at once
+        assert_eq!(l.on_bitrate(100_000, ms(5010)), step(640, 360, 2));
+    }
+
+    #[test]
     fn mjpeg_finds_a_step_that_fits_a_megabit() {
-        let mut l = Ladder::new((640, 480), 30, CodecId::Mjpeg);
+        let mut l = Held::new((640, 480), 30, CodecId::Mjpeg);
         assert_eq!(l.on_bitrate(2_500_000), None);
         assert_eq!(l.on_bitrate(900_000), step(320, 240, 1));
         assert_eq!(l.on_bitrate(150_000), step(160, 120, 2));
         assert_eq!(l.on_bitrate(50_000), step(160, 120, 3));
         assert_eq!(l.on_bitrate(10_000), None, "never under 160 px wide");
-        let mut hd = Ladder::new((1280, 720), 30, CodecId::Mjpeg);
+        let mut hd = Held::new((1280, 720), 30, CodecId::Mjpeg);
         assert_eq!(hd.on_bitrate(900_000), step(640, 360, 2));
         assert_eq!(hd.on_bitrate(150_000), step(320, 180, 3));
         assert_eq!(hd.on_bitrate(60_000), step(160, 90, 3));
@@ -185,11 +268,11 @@ mod tests {
 
     #[test]
     fn sizes_stay_even_and_small_pictures_do_not_step() {
-        let mut l = Ladder::new((322, 242), 30, CodecId::H264);
+        let mut l = Held::new((322, 242), 30, CodecId::H264);
         assert_eq!(l.on_bitrate(1), step(160, 120, 2));
         let (w, h) = l.size();
         assert!(w % 2 == 0 && h % 2 == 0);
-        let mut tiny = Ladder::new((160, 120), 30, CodecId::H264);
+        let mut tiny = Held::new((160, 120), 30, CodecId::H264);
         assert_eq!(tiny.on_bitrate(1), None);
     }
 }

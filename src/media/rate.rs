@@ -42,6 +42,8 @@ pub struct RateController {
     last_queue_ms: u16,
     /// What arrived the last time the link was full: the link's rate, as far as we know.
     link_bps: Option<u32>,
+    /// The last increase: when, and from what.
+    raised_from: Option<(Instant, u32)>,
 }
 
 /// Sending video and hearing no report for this long means the reports are lost on a
@@ -70,6 +72,10 @@ const RISE_MS: u16 = 20;
 /// Below this share of the last known link rate (or before the link was ever full) the
 /// bitrate climbs fast (×1.25 a step).
 const FAST_CLIMB_BELOW: f64 = 0.7;
+/// An increase is undone when a report this soon after it shows a queue of
+/// [`PROBE_QUEUE_MS`] or more that grew since the report before: a step 20 % over the link
+/// fills a 100 ms buffer within two reports, before "full" could be called.
+const UNDO_WITHIN: Duration = Duration::from_millis(600);
 
 impl RateController {
     /// Where a call starts on a link it knows nothing of: a third of the most it may use (at
@@ -94,6 +100,7 @@ impl RateController {
             rising: 0,
             last_queue_ms: 0,
             link_bps: None,
+            raised_from: None,
         }
     }
 
@@ -158,7 +165,13 @@ impl RateController {
         } else {
             0
         };
+        let grew = r.queue_ms > self.last_queue_ms;
         self.last_queue_ms = r.queue_ms;
+        let overshot = self
+            .raised_from
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= UNDO_WITHIN)
+            .filter(|_| grew && r.queue_ms >= PROBE_QUEUE_MS)
+            .map(|(_, before)| before);
         let full = loss > BACK_OFF_LOSS
             || self.queued >= BACK_OFF_QUEUED_REPORTS
             || self.rising >= BACK_OFF_QUEUED_REPORTS;
@@ -170,6 +183,11 @@ impl RateController {
             let by_rate = (f64::from(r.receive_bps) * (0.85 - queue_s)).max(0.0) as u32;
             let by_factor = (f64::from(self.current) * 0.7) as u32;
             by_rate.min(by_factor).max(by_factor / 2)
+        } else if let Some(before) = overshot {
+            // the last step went over the link: back to where it came from, and what arrives
+            // now is what the link carries
+            self.link_bps = Some(r.receive_bps);
+            before.min(self.current)
         } else if loss < PROBE_LOSS && r.queue_ms < PROBE_QUEUE_MS && since >= UP_EVERY {
             // until the link was first found full nothing is known of it: climb fast (a
             // slow start); later, fast only well under what it carried then
@@ -188,6 +206,7 @@ impl RateController {
         if next == self.current {
             return None;
         }
+        self.raised_from = (next > self.current).then_some((now, self.current));
         self.current = next;
         self.last_change = Some(now);
         Some(next)
@@ -365,6 +384,37 @@ mod tests {
             (300_000..=520_000).contains(&rc.bitrate()),
             "back near the link's rate after 20 s: {} (lowest {lowest})",
             rc.bitrate()
+        );
+    }
+
+    #[test]
+    fn a_slow_start_into_a_shallow_buffer_stops_before_it_overflows() {
+        // 800 kbit/s with 100 ms of buffer (the relay's default), a call allowed 1.5 Mbit/s:
+        // the slow start's last step goes 20 % over, and is undone before the buffer fills;
+        // later probes above the link's rate are undone the same way
+        let mut link = FluidLink::new(800_000.0, 80_000.0, 0.0);
+        let mut rc = RateController::new(
+            RateController::start_for(50_000, 1_500_000),
+            50_000,
+            1_500_000,
+        );
+        let mut now = Instant::now();
+        let mut worst_queue_ms = 0.0f64;
+        let mut rates = Vec::new();
+        for _ in 0..80 {
+            now += Duration::from_millis(250);
+            let (r, queue_ms) = link.step(&rc);
+            worst_queue_ms = worst_queue_ms.max(queue_ms);
+            rc.on_report(r, now);
+            rates.push(rc.bitrate() / 1000);
+        }
+        assert_eq!(
+            link.lost_bits, 0.0,
+            "no loss; queue up to {worst_queue_ms:.0} ms, rates {rates:?}"
+        );
+        assert!(
+            (550_000..=850_000).contains(&rc.bitrate()),
+            "near the link's rate: {rates:?}"
         );
     }
 
