@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, scratch, Peer, Xvfb};
+use common::{free_port, num, scratch, Peer, Xvfb};
 use prattle::layout;
 use prattle::media::stamp::{read_stamp, Picture, Rect, Stamp};
 
@@ -149,6 +149,16 @@ fn windows_show_both_streams_react_to_keys_and_say_peer_left() {
         let (p, _) = read_panes(&xb, &dir.join("b.png"));
         Some((p.remote?, p.local?))
     });
+    // the default window shows the 640×480 picture unscaled beside the self-view
+    let win = window_geometry(&xa);
+    let remote = layout::remote_picture(win.w, win.h, 640, 480);
+    assert_eq!((remote.w, remote.h), (640, 480), "window {}x{}", win.w, win.h);
+    // every present is counted, with its latency, from the window's own thread
+    let l = a.wait_for(Duration::from_secs(5), "shown frames in A's stats", |l| {
+        num(l, "frames_shown") > 30.0 && num(l, "remote_stamp") > f64::from(first.0.frame_no)
+    });
+    let p50 = num(&l, "latency_ms_p50_total");
+    assert!(p50 > 0.0 && p50 < 500.0, "capture→shown p50 {p50} ms");
 
     // c on B: A shows the camera-off placeholder instead of a frozen picture
     xb.run(
