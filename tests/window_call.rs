@@ -152,7 +152,13 @@ fn windows_show_both_streams_react_to_keys_and_say_peer_left() {
     // the default window shows the 640×480 picture unscaled beside the self-view
     let win = window_geometry(&xa);
     let remote = layout::remote_picture(win.w, win.h, 640, 480);
-    assert_eq!((remote.w, remote.h), (640, 480), "window {}x{}", win.w, win.h);
+    assert_eq!(
+        (remote.w, remote.h),
+        (640, 480),
+        "window {}x{}",
+        win.w,
+        win.h
+    );
     // every present is counted, with its latency, from the window's own thread
     let l = a.wait_for(Duration::from_secs(5), "shown frames in A's stats", |l| {
         num(l, "frames_shown") > 30.0 && num(l, "remote_stamp") > f64::from(first.0.frame_no)
