@@ -21,6 +21,7 @@ use crate::keys::KeyStore;
 use crate::media::codec::EncoderSettings;
 use crate::media::rate::RateController;
 use crate::media::worker::Wake;
+use crate::net::arrival_wake::ArrivalWake;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
 use crate::proto::{Reassembler, SendHistory};
@@ -121,6 +122,8 @@ pub struct App {
     duration: Option<Duration>,
     /// Threads with something for the next tick wake the loop before its sleep ends.
     woken: crossbeam_channel::Receiver<()>,
+    /// Wakes the loop when a datagram arrives (dropped after the loop's socket).
+    _arrival_wake: Option<ArrivalWake>,
 }
 
 /// The address peers reach us at, for the status line.
@@ -246,6 +249,10 @@ impl App {
         .map_err(|e| AppError::Codec(e.to_string()))?;
         world.insert_resource(encoder);
         world.insert_resource(Decoder::new(Some(wake.clone())));
+        // a datagram wakes the loop at once (without it, at the next tick)
+        let arrival_wake = ArrivalWake::spawn(transport.raw_fd(), wake.clone())
+            .map_err(|e| tracing::debug!("no arrival wake-ups: {e}"))
+            .ok();
         // MJPEG has no bitrate of its own: its target starts at what quality 75 costs (about
         // 0.6 bit per pixel) and only the sent size follows it down on a congested link
         let start_bitrate = match opts.codec {
@@ -324,6 +331,7 @@ impl App {
             schedule,
             duration: opts.duration.map(Duration::from_secs_f64),
             woken,
+            _arrival_wake: arrival_wake,
         })
     }
 

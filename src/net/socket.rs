@@ -128,6 +128,12 @@ impl FilteredSocket {
         })
     }
 
+    /// The socket's descriptor, to wait on (see [`super::arrival_wake`]).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
+    }
+
     /// Only datagrams from `peer` pass while it is set; `None` lets everyone knock.
     pub fn set_peer(&mut self, peer: Option<SocketAddr>) {
         self.peer = peer;

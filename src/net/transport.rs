@@ -49,6 +49,11 @@ impl Transport {
         self.manager.socket().local_addr().ok()
     }
 
+    /// The socket's descriptor, to wait on (see [`super::arrival_wake`]).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.manager.socket().raw_fd()
+    }
+
     /// Restricts arrivals to `peer` (during a call) or opens them to all (`None`).
     pub fn set_peer(&mut self, peer: Option<SocketAddr>) {
         self.manager.socket_mut().set_peer(peer);
