@@ -7,7 +7,7 @@ use bevy_ecs::prelude::*;
 
 use crate::components::{CallInfo, Clock, KeyframeFeedback, Local, Outgoing, VideoStream};
 use crate::media::codec::{new_encoder, EncoderSettings};
-use crate::media::ladder::Ladder;
+use crate::media::ladder::{Ladder, Step};
 use crate::media::scale::resize_bgr;
 use crate::media::worker::{Wake, Worker};
 use crate::media::{CodecError, EncodedFrame, VideoEncoder, VideoFrame};
@@ -145,18 +145,18 @@ pub fn encode(
 ) {
     let encoder = &mut *encoder;
     encoder.force_pending |= std::mem::take(&mut feedback.send_keyframe);
-    if let Some(bps) = feedback.target_bitrate.take() {
-        encoder.bitrate = Some(bps);
-        encoder.bitrate_pending = true;
-        if let Some(step) = encoder.ladder.on_bitrate(bps, clock.now) {
-            let (w, h) = step.size;
-            let fps = encoder.ladder.fps();
-            tracing::info!("sending {w}x{h} at {fps:.0} fps, {} kbit/s", bps / 1000);
+    let stepped = match feedback.target_bitrate.take() {
+        Some(bps) => {
+            encoder.bitrate = Some(bps);
+            encoder.bitrate_pending = true;
+            encoder.ladder.on_bitrate(bps, clock.now)
         }
-    } else if let Some(step) = encoder.ladder.poll(clock.now) {
-        let (w, h) = step.size;
+        None => encoder.ladder.poll(clock.now),
+    };
+    if let Some(Step { size: (w, h), .. }) = stepped {
         let fps = encoder.ladder.fps();
-        tracing::info!("sending {w}x{h} at {fps:.0} fps");
+        let kbps = encoder.bitrate.unwrap_or(0) / 1000;
+        tracing::info!("sending {w}x{h} at {fps:.0} fps, {kbps} kbit/s");
     }
     let step = encoder.ladder.step();
     if step.divisor != encoder.divisor {

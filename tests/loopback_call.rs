@@ -189,7 +189,7 @@ fn a_vanished_peer_times_out_and_the_call_resumes_when_it_returns() {
         l["state"] == "connection_lost"
     });
     let shown_before = num(&a.last(), "frames_shown");
-    let _b2 = Peer::start(
+    let _b2 = Peer::start_on_freed_port(
         &dir,
         "b2",
         pb,

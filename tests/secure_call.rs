@@ -179,34 +179,21 @@ fn a_changed_key_is_refused_loudly() {
     });
     // the same address comes back with another identity key
     let other = dir.join("impostor-config");
-    let impostor = || {
-        Peer::start(
-            &dir,
-            "b2",
-            pb,
-            &[
-                "--headless",
-                "--camera",
-                "test",
-                "--peer",
-                &to_a,
-                "--config-dir",
-                other.to_str().expect("utf-8"),
-            ],
-            &[],
-        )
-    };
-    // B's port is free again, but in the ephemeral range: another test's port probe may hold
-    // it for a moment (seen once in CI), so a start that finds it busy is tried again
-    let mut b2 = impostor();
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(300));
-        let exited = b2.child.try_wait().ok().flatten().is_some();
-        if !(exited && b2.log_text().contains("already in use")) {
-            break;
-        }
-        b2 = impostor();
-    }
+    let _b2 = Peer::start_on_freed_port(
+        &dir,
+        "b2",
+        pb,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--peer",
+            &to_a,
+            "--config-dir",
+            other.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
     std::thread::sleep(Duration::from_secs(5));
     let log = a.log_text();
     assert!(

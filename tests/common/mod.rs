@@ -73,6 +73,28 @@ impl Peer {
         }
     }
 
+    /// Starts prattle on a port another peer of the test has just left. The port is free
+    /// again but in the ephemeral range, where another test's port probe may hold it for a
+    /// moment (seen in CI): a start that finds it busy is tried again, for up to 3 s.
+    pub fn start_on_freed_port(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut peer = Self::start(dir, name, port, args, env);
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(300));
+            let exited = peer.child.try_wait().ok().flatten().is_some();
+            if !(exited && peer.log_text().contains("already in use")) {
+                break;
+            }
+            peer = Self::start(dir, name, port, args, env);
+        }
+        peer
+    }
+
     /// Types keys on the process's standard input (the headless key path).
     pub fn keys(&mut self, keys: &str) {
         use std::io::Write;
