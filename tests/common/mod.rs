@@ -221,17 +221,23 @@ impl Xvfb {
 
     /// Runs an X client on this display; returns its standard output.
     pub fn run(&self, program: &str, args: &[&str]) -> String {
-        let out = Command::new(program)
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .output()
-            .unwrap_or_else(|e| panic!("{program} is installed by scripts/setup: {e}"));
+        let out = self.output(program, args);
         assert!(
             out.status.success(),
             "{program} {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs an X client on this display whatever it exits with: a key that closes the window
+    /// can leave xdotool sending the key's release to a window already gone (BadWindow).
+    pub fn output(&self, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new(program)
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} is installed by scripts/setup: {e}"))
     }
 
     /// Takes a screenshot of the whole screen as RGB.
