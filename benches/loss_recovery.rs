@@ -1,7 +1,7 @@
 //! Which loss recovery shows more frames: retransmission (our NACK path: the real `Reassembler`
-//! with its in-order hold and resend requests) or forward error correction (one XOR parity
-//! fragment per group of data fragments, modelled: a group survives one lost fragment), or
-//! nothing. A simulation on virtual time — 60 s of 480p H.264 at 1 Mbit/s (30 fps, a 4.2 kB
+//! with its in-order hold and resend requests), forward error correction (our Reed-Solomon
+//! parity: one shard per so many data fragments, any as many lost fragments rebuilt), both,
+//! or nothing. A simulation on virtual time — 60 s of 480p H.264 at 1 Mbit/s (30 fps, a 4.2 kB
 //! P-frame, a 24 kB keyframe every 4 s and on request) over a link that loses at random and
 //! delays 30±10 ms each way — so the strategies meet exactly the same losses.
 //! `cargo bench --bench loss_recovery`.
@@ -10,22 +10,21 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use prattle::proto::fragment::{fragment_frame, FrameMeta, Reassembler, DEFAULT_DEADLINE};
-use prattle::proto::{CodecId, VideoFragment};
+use prattle::proto::parity::parity_fragments;
+use prattle::proto::{CodecId, ParityFragment, VideoFragment};
 
 const FPS: u64 = 30;
 const P_FRAME: usize = 4_200;
 const KEYFRAME: usize = 24_000;
 const SECONDS: u64 = 60;
-/// Data fragments protected by one parity fragment.
-const FEC_GROUP: usize = 4;
 /// Keyframe requests at most this often (as in the app).
 const KEYFRAME_EVERY: Duration = Duration::from_millis(300);
 
+/// How a strategy recovers: resend requests, and parity (data fragments per parity one).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Strategy {
-    Nothing,
-    Nack,
-    Fec,
+struct Strategy {
+    resend: bool,
+    parity: Option<usize>,
 }
 
 struct Rng(u64);
@@ -63,42 +62,9 @@ struct Outcome {
     wire_bytes: u64,
 }
 
-/// What the FEC receiver has of one frame.
-struct FecFrame {
-    keyframe: bool,
-    got: Vec<bool>,
-    parity: Vec<bool>,
-}
-
-impl FecFrame {
-    fn new(f: &VideoFragment) -> Self {
-        let n = usize::from(f.count);
-        Self {
-            keyframe: f.keyframe,
-            got: vec![false; n],
-            parity: vec![false; n.div_ceil(FEC_GROUP)],
-        }
-    }
-
-    /// Every group misses at most one fragment, and has its parity if it misses one.
-    fn recoverable(&self) -> bool {
-        self.got.chunks(FEC_GROUP).zip(&self.parity).all(|(g, &p)| {
-            match g.iter().filter(|x| !**x).count() {
-                0 => true,
-                1 => p,
-                _ => false,
-            }
-        })
-    }
-}
-
 enum Packet {
     Fragment(VideoFragment),
-    /// A parity fragment of `group` of frame `frame_id` (FEC).
-    Parity {
-        frame_id: u32,
-        group: usize,
-    },
+    Parity(ParityFragment),
     Nack {
         frame_id: u32,
         missing: Option<Vec<u16>>,
@@ -121,9 +87,6 @@ fn simulate(strategy: Strategy, loss: f64, seed: u64) -> Outcome {
     let mut out = Outcome::default();
     let mut history: VecDeque<(u64, u32, Vec<VideoFragment>)> = VecDeque::new();
     let mut reasm = Reassembler::new(DEFAULT_DEADLINE);
-    // FEC receiver: fragments and parities seen per frame
-    let mut fec_rx: HashMap<u32, FecFrame> = HashMap::new();
-    let mut next_show: u32 = 0;
     let mut capture_ms: HashMap<u32, u64> = HashMap::new();
     let mut broken = false; // a reference is missing: wait for a keyframe
     let mut last_request: Option<u64> = None;
@@ -146,23 +109,22 @@ fn simulate(strategy: Strategy, loss: f64, seed: u64) -> Outcome {
                 height: 480,
                 capture_us: now * 1000,
             };
-            let frags = fragment_frame(meta, &vec![0u8; size]).expect("fragments");
+            let data = vec![0u8; size];
+            let frags = fragment_frame(meta, &data).expect("fragments");
             out.sent_frames += 1;
             out.media_bytes += size as u64;
             capture_ms.insert(frame_id, now);
-            let n = frags.len();
             for f in &frags {
                 out.wire_bytes += f.payload.len() as u64;
                 if let Some(t) = fwd.send(now) {
                     queue.push((t, true, Packet::Fragment(f.clone())));
                 }
             }
-            if strategy == Strategy::Fec {
-                let groups = n.div_ceil(FEC_GROUP);
-                for g in 0..groups {
-                    out.wire_bytes += frags[g * FEC_GROUP].payload.len() as u64;
+            if let Some(group) = strategy.parity {
+                for p in parity_fragments(meta, &data, group).expect("parity") {
+                    out.wire_bytes += p.payload.len() as u64;
                     if let Some(t) = fwd.send(now) {
-                        queue.push((t, true, Packet::Parity { frame_id, group: g }));
+                        queue.push((t, true, Packet::Parity(p)));
                     }
                 }
             }
@@ -185,21 +147,11 @@ fn simulate(strategy: Strategy, loss: f64, seed: u64) -> Outcome {
         due.sort_by_key(|d| d.0);
         for (_, to_receiver, p) in due {
             match (to_receiver, p) {
-                (true, Packet::Fragment(f)) => match strategy {
-                    Strategy::Fec => {
-                        let e = fec_rx
-                            .entry(f.frame_id)
-                            .or_insert_with(|| FecFrame::new(&f));
-                        e.got[usize::from(f.index)] = true;
-                    }
-                    _ => {
-                        reasm.push(f, at(now));
-                    }
-                },
-                (true, Packet::Parity { frame_id, group }) => {
-                    if let Some(e) = fec_rx.get_mut(&frame_id) {
-                        e.parity[group] = true;
-                    }
+                (true, Packet::Fragment(f)) => {
+                    reasm.push(f, at(now));
+                }
+                (true, Packet::Parity(p)) => {
+                    reasm.push_parity(p, at(now));
                 }
                 (false, Packet::Nack { frame_id, missing }) => {
                     if let Some((_, _, frags)) = history.iter().find(|h| h.1 == frame_id) {
@@ -231,62 +183,27 @@ fn simulate(strategy: Strategy, loss: f64, seed: u64) -> Outcome {
             }
         };
         let mut lost_one = false;
-        match strategy {
-            Strategy::Nothing | Strategy::Nack => {
-                if strategy == Strategy::Nack {
-                    for n in reasm.nacks(at(now)) {
-                        if let Some(t) = back.send(now) {
-                            queue.push((
-                                t,
-                                false,
-                                Packet::Nack {
-                                    frame_id: n.frame_id,
-                                    missing: n.missing,
-                                },
-                            ));
-                        }
-                    }
-                }
-                reasm.expire(at(now));
-                while let Some(f) = reasm.pop_ready() {
-                    if f.gap {
-                        broken = true;
-                        lost_one = true;
-                    }
-                    show(f.meta.frame_id, f.meta.keyframe, &mut out, &mut broken);
+        if strategy.resend {
+            for n in reasm.nacks(at(now)) {
+                if let Some(t) = back.send(now) {
+                    queue.push((
+                        t,
+                        false,
+                        Packet::Nack {
+                            frame_id: n.frame_id,
+                            missing: n.missing,
+                        },
+                    ));
                 }
             }
-            Strategy::Fec => {
-                // a frame is decided when it is recoverable, or lost once 200 ms passed
-                loop {
-                    let Some(e) = fec_rx.get(&next_show) else {
-                        // nothing of it arrived: lost once a later frame is 200 ms old
-                        let later = fec_rx.keys().any(|&k| k > next_show);
-                        let old = capture_ms.get(&next_show).is_some_and(|&c| now > c + 200);
-                        if later && old {
-                            broken = true;
-                            lost_one = true;
-                            next_show += 1;
-                            continue;
-                        }
-                        break;
-                    };
-                    let (ok, key) = (e.recoverable(), e.keyframe);
-                    if ok {
-                        let id = next_show;
-                        fec_rx.remove(&id);
-                        show(id, key, &mut out, &mut broken);
-                        next_show += 1;
-                    } else if capture_ms.get(&next_show).is_some_and(|&c| now > c + 200) {
-                        fec_rx.remove(&next_show);
-                        broken = true;
-                        lost_one = true;
-                        next_show += 1;
-                    } else {
-                        break;
-                    }
-                }
+        }
+        reasm.expire(at(now));
+        while let Some(f) = reasm.pop_ready() {
+            if f.gap {
+                broken = true;
+                lost_one = true;
             }
+            show(f.meta.frame_id, f.meta.keyframe, &mut out, &mut broken);
         }
         if (lost_one || broken)
             && last_request.is_none_or(|t| now - t >= KEYFRAME_EVERY.as_millis() as u64)
@@ -317,10 +234,38 @@ fn main() {
     println!("| loss | recovery | shown | capture→shown p50 | p99 | bytes on the wire / media |");
     println!("|---|---|---|---|---|---|");
     for loss in [0.05, 0.10] {
+        let none = Strategy {
+            resend: false,
+            parity: None,
+        };
+        let resend = Strategy {
+            resend: true,
+            ..none
+        };
         for (name, s) in [
-            ("nothing", Strategy::Nothing),
-            ("resend (NACK)", Strategy::Nack),
-            ("XOR parity, 1 per 4 fragments", Strategy::Fec),
+            ("nothing", none),
+            ("resend (NACK)", resend),
+            (
+                "parity, 1 per 4 fragments",
+                Strategy {
+                    parity: Some(4),
+                    ..none
+                },
+            ),
+            (
+                "resend + parity, 1 per 4",
+                Strategy {
+                    parity: Some(4),
+                    ..resend
+                },
+            ),
+            (
+                "resend + parity, 1 per 2",
+                Strategy {
+                    parity: Some(2),
+                    ..resend
+                },
+            ),
         ] {
             let o = simulate(s, loss, 0x9e37_79b9_7f4a_7c15);
             println!(

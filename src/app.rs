@@ -276,6 +276,7 @@ impl App {
             // the encoder starts where the rate controller does
             new_bitrate: Some(rate.bitrate()),
             rate,
+            parity: Default::default(),
             known_peers: keys.known_peers(),
             keys,
         });

@@ -102,6 +102,10 @@ pub struct CallStats {
     pub pacer_dropped: u64,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
+    /// Parity fragments sent with our video (forward error correction, on under loss).
+    pub parity_sent: u64,
+    /// Fragments of the peer's video lost and rebuilt from parity on arrival.
+    pub fragments_recovered: u64,
     /// Resend requests not answered: resends may take only 30 % of the bitrate target.
     pub fragments_not_resent: u64,
     /// Datagrams that did not decode as messages.
@@ -229,6 +233,10 @@ pub struct StatsLine {
     pub pacer_dropped: u64,
     /// See [`CallStats`].
     pub fragments_resent: u64,
+    /// See [`CallStats`].
+    pub parity_sent: u64,
+    /// See [`CallStats`].
+    pub fragments_recovered: u64,
     /// See [`CallStats`].
     pub fragments_not_resent: u64,
     /// Secure-channel handshakes completed.

@@ -16,6 +16,7 @@ use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
+use crate::proto::parity::{parity_fragments, ParityPolicy};
 use crate::proto::{
     fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory, VideoFragment,
 };
@@ -36,6 +37,8 @@ pub struct Network {
     pub history: SendHistory,
     /// Our video bitrate, steered by the peer's reports.
     pub rate: RateController,
+    /// How much parity goes with our video, steered by the loss the peer reports.
+    pub parity: ParityPolicy,
     /// Resends may use only a share of the bitrate.
     pub resend_budget: ResendBudget,
     /// Video (and resends) go out paced, at a multiple of the bitrate.
@@ -231,6 +234,17 @@ impl Network {
         }
     }
 
+    /// Counts fragments lost and rebuilt from parity, which the next report counts as lost:
+    /// the sender's parity follows the loss, so the loss that parity hides must be reported.
+    fn count_recovered(&mut self, stats: &mut CallStats) {
+        let recovered = self.reassembler.stats().recovered;
+        if recovered > stats.fragments_recovered {
+            self.rx
+                .on_missing(Some((recovered - stats.fragments_recovered) as usize));
+            stats.fragments_recovered = recovered;
+        }
+    }
+
     /// Reads everything that arrived; complete frames and audio packets go to the decoders.
     fn receive(&mut self, now: Instant, stats: &mut CallStats, audio: &mut IncomingAudio) {
         while let Some((from, payload)) = self.transport.recv() {
@@ -251,6 +265,17 @@ impl Network {
                     self.session.note_media_from(from, now);
                     self.rx.on_fragment(&frag, now);
                     if let ReassemblyEvent::Completed(_) = self.reassembler.push(frag, now) {
+                        stats.frames_received += 1;
+                    }
+                }
+                Message::Parity(par) => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    self.session.note_media_from(from, now);
+                    self.rx.bytes += par.payload.len() as u64;
+                    if let ReassemblyEvent::Completed(_) = self.reassembler.push_parity(par, now) {
                         stats.frames_received += 1;
                     }
                 }
@@ -297,6 +322,15 @@ impl Network {
                     if let Some(bps) = self.rate.on_report(report, now) {
                         tracing::debug!(bps, ?report, "video bitrate");
                         self.new_bitrate = Some(bps);
+                    }
+                    if self.parity.on_loss(self.rate.loss()) {
+                        tracing::info!(
+                            group = ?self.parity.group(),
+                            loss = self.rate.loss(),
+                            "video parity"
+                        );
+                        // the encoder's share of the bitrate changed
+                        self.new_bitrate = Some(self.rate.bitrate());
                     }
                 }
                 Message::Nack { frame_id, missing } => {
@@ -384,6 +418,14 @@ pub fn network(
                 net.history.record(meta.frame_id, datagrams, now);
                 net.rate.on_sent(now);
                 stats.frames_sent += 1;
+                if let Some(group) = net.parity.group() {
+                    for p in parity_fragments(meta, &data, group).unwrap_or_default() {
+                        if let Ok(bytes) = Message::Parity(p).encode() {
+                            net.pacer.push(bytes);
+                            stats.parity_sent += 1;
+                        }
+                    }
+                }
             }
             Err(e) => tracing::warn!("frame of {} bytes not sent: {e}", data.len()),
         }
@@ -414,6 +456,7 @@ pub fn network(
     stats.pacer_queue_ms = net.pacer.queued_ms();
     stats.pacer_dropped = net.pacer.dropped();
     net.reassembler.expire(now);
+    net.count_recovered(&mut stats);
     while let Some(frame) = net.reassembler.pop_ready() {
         incoming.frames.push(frame);
     }
@@ -444,7 +487,8 @@ pub fn network(
         net.new_bitrate = Some(bps);
     }
     if let Some(bps) = net.new_bitrate.take() {
-        feedback.target_bitrate = Some(bps);
+        // the parity takes its share of the target
+        feedback.target_bitrate = Some((f64::from(bps) * net.parity.media_share()) as u32);
     }
     stats.video_bitrate = net.rate.bitrate();
 

@@ -415,6 +415,8 @@ pub fn stats_line(
         video_queue_ms: stats.video_queue_ms,
         video_jitter_ms: stats.video_jitter_ms,
         fragments_resent: stats.fragments_resent,
+        parity_sent: stats.parity_sent,
+        fragments_recovered: stats.fragments_recovered,
         fragments_not_resent: stats.fragments_not_resent,
         handshakes: net.transport.secure_stats().handshakes_completed,
         audio_sent: stats.audio_sent,

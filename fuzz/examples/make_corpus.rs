@@ -94,6 +94,16 @@ fn messages(c: &mut Corpus) {
         c.put("message_decode", name, &enc(m));
     }
     c.put("message_decode", "video", &frag(10, 1, 3, b"jpeg bytes"));
+    let meta = FrameMeta {
+        frame_id: 10,
+        keyframe: false,
+        codec: CodecId::H264,
+        width: 640,
+        height: 480,
+        capture_us: 1,
+    };
+    let parity = prattle::proto::parity::parity_fragments(meta, &[7; 3000], 2).expect("parity");
+    c.put("message_decode", "parity", &enc(Message::Parity(parity[0].clone())));
     let nack = |frame_id, missing| enc(Message::Nack { frame_id, missing });
     c.put("message_decode", "nack", &nack(11, Some(vec![0, 2, 1023])));
     c.put("message_decode", "nack_all", &nack(12, None));
@@ -153,6 +163,18 @@ fn reassembler(c: &mut Corpus) {
         s.extend(record(TICK, &enc(Message::Video(f))));
     }
     c.put("reassembler", "split_frame", &s);
+
+    // the same frame with parity in groups of 2: one piece lost in each group is rebuilt,
+    // a parity fragment comes first, one comes twice
+    let parity = prattle::proto::parity::parity_fragments(meta, &data, 2).expect("parity");
+    let mut s = Vec::new();
+    s.extend(record(TICK, &enc(Message::Parity(parity[1].clone()))));
+    for f in fragment_frame(meta, &data).expect("fragment").into_iter().skip(1) {
+        s.extend(record(TICK, &enc(Message::Video(f))));
+    }
+    s.extend(record(TICK, &enc(Message::Parity(parity[0].clone()))));
+    s.extend(record(TICK_EXPIRE, &enc(Message::Parity(parity[0].clone()))));
+    c.put("reassembler", "parity", &s);
 
     // a piece and a whole frame go missing: ticks ask for them, the resent piece fills the
     // hole and the held frames follow; the never-seen frame is given up after the hold time

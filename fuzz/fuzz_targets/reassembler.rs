@@ -3,7 +3,7 @@
 //!
 //! Input: records (`prattle_fuzz::Records`). A record's control byte moves a virtual clock by
 //! `(ctl >> 1) × 4 ms`; when odd it is also a tick: `expire`, every `pop_ready` frame, and
-//! `nacks`. Its body is decoded with `Message::decode`: a video fragment is pushed, a `Bye`
+//! `nacks`. Its body is decoded with `Message::decode`: a video or parity fragment is pushed, a `Bye`
 //! resets the reassembler (a new call), anything else is ignored.
 //!
 //! Checked: partial frames stay within the documented memory bound; frames come out strictly
@@ -19,8 +19,9 @@ use prattle::proto::message::{MAX_FRAGMENTS, MAX_FRAGMENT_PAYLOAD, MAX_NACK_INDI
 use prattle::proto::{Message, Reassembler, ReassemblyEvent};
 use prattle_fuzz::Records;
 
-/// The documented bound: partial frames in flight × fragments per frame × bytes per fragment.
-const MAX_BUFFERED: usize = MAX_FRAMES_IN_FLIGHT * MAX_FRAGMENTS as usize * MAX_FRAGMENT_PAYLOAD;
+/// The documented bound: partial frames in flight × (fragments per frame and at most as many
+/// parity shards) × bytes per fragment.
+const MAX_BUFFERED: usize = MAX_FRAMES_IN_FLIGHT * (MAX_FRAGMENTS as usize * 2) * MAX_FRAGMENT_PAYLOAD;
 const MAX_FRAME: usize = MAX_FRAGMENTS as usize * MAX_FRAGMENT_PAYLOAD;
 
 fuzz_target!(|data: &[u8]| {
@@ -50,6 +51,13 @@ fuzz_target!(|data: &[u8]| {
             Ok(Message::Video(frag)) => {
                 let id = frag.frame_id;
                 if let ReassemblyEvent::Completed(done) = r.push(frag, now) {
+                    assert_eq!(done, id);
+                    completed += 1;
+                }
+            }
+            Ok(Message::Parity(par)) => {
+                let id = par.frame_id;
+                if let ReassemblyEvent::Completed(done) = r.push_parity(par, now) {
                     assert_eq!(done, id);
                     completed += 1;
                 }

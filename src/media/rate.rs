@@ -109,6 +109,11 @@ impl RateController {
         self.current
     }
 
+    /// The reported loss, smoothed over the last few reports (0–1).
+    pub fn loss(&self) -> f32 {
+        self.loss.unwrap_or(0.0)
+    }
+
     /// Video went out now.
     pub fn on_sent(&mut self, now: Instant) {
         if self

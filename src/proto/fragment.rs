@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::message::{CodecId, VideoFragment, MAX_FRAGMENTS, MAX_FRAGMENT_PAYLOAD};
+use super::message::{CodecId, ParityFragment, VideoFragment, MAX_FRAGMENTS, MAX_FRAGMENT_PAYLOAD};
+use super::parity::{blocks_for, fragment_len, rebuild_block};
 use super::ProtoError;
 
 /// Partial frames kept at once; a newer frame evicts the oldest.
@@ -25,6 +26,11 @@ const NACK_RETRY: Duration = Duration::from_millis(40);
 const MAX_NACKS: u8 = 4;
 /// Frames remembered as never seen at all, at most.
 const MAX_ABSENT: usize = 8;
+/// A piece rebuilt from parity whose original has not turned up this long after was lost
+/// (not just overtaken by its parity on a reordering link).
+const REBUILT_WAIT: Duration = Duration::from_millis(100);
+/// Rebuilt pieces waiting to be called lost or late, at most.
+const MAX_REBUILT: usize = 256;
 
 /// What describes an encoded frame besides its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,14 +63,7 @@ pub struct CompleteFrame {
 /// Splits an encoded frame into fragments of at most [`MAX_FRAGMENT_PAYLOAD`] bytes, of
 /// nearly equal size so that no tiny last datagram is wasted.
 pub fn fragment_frame(meta: FrameMeta, data: &[u8]) -> Result<Vec<VideoFragment>, ProtoError> {
-    if data.is_empty() {
-        return Err(ProtoError::Invalid("empty frame"));
-    }
-    let count = data.len().div_ceil(MAX_FRAGMENT_PAYLOAD);
-    if count > MAX_FRAGMENTS as usize {
-        return Err(ProtoError::Oversized(data.len()));
-    }
-    let piece = data.len().div_ceil(count);
+    let (count, piece) = cut(data)?;
     Ok(data
         .chunks(piece)
         .enumerate()
@@ -82,6 +81,44 @@ pub fn fragment_frame(meta: FrameMeta, data: &[u8]) -> Result<Vec<VideoFragment>
         .collect())
 }
 
+/// How a frame is cut: the number of fragments and the size of all but the last.
+pub(crate) fn cut(data: &[u8]) -> Result<(usize, usize), ProtoError> {
+    if data.is_empty() {
+        return Err(ProtoError::Invalid("empty frame"));
+    }
+    let count = data.len().div_ceil(MAX_FRAGMENT_PAYLOAD);
+    if count > MAX_FRAGMENTS as usize {
+        return Err(ProtoError::Oversized(data.len()));
+    }
+    Ok((count, data.len().div_ceil(count)))
+}
+
+impl From<&VideoFragment> for FrameMeta {
+    fn from(f: &VideoFragment) -> Self {
+        Self {
+            frame_id: f.frame_id,
+            keyframe: f.keyframe,
+            codec: f.codec,
+            width: f.width,
+            height: f.height,
+            capture_us: f.capture_us,
+        }
+    }
+}
+
+impl From<&ParityFragment> for FrameMeta {
+    fn from(f: &ParityFragment) -> Self {
+        Self {
+            frame_id: f.frame_id,
+            keyframe: f.keyframe,
+            codec: f.codec,
+            width: f.width,
+            height: f.height,
+            capture_us: f.capture_us,
+        }
+    }
+}
+
 /// Counters of what the reassembler saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReassemblyStats {
@@ -95,6 +132,9 @@ pub struct ReassemblyStats {
     pub duplicates: u64,
     /// Fragments that contradict earlier pieces of the same frame.
     pub inconsistent: u64,
+    /// Fragments lost and rebuilt from parity (rebuilt, and the original did not turn up
+    /// soon after).
+    pub recovered: u64,
 }
 
 /// What happened to one pushed fragment, for callers that count or log.
@@ -113,6 +153,10 @@ struct Partial {
     meta: FrameMeta,
     pieces: Vec<Option<Vec<u8>>>,
     received: usize,
+    /// Parity shards by block (empty until the block's first one tells how many it has).
+    parity: Vec<Vec<Option<Vec<u8>>>>,
+    /// Frame length and fragment size, from the first parity fragment.
+    layout: Option<(u32, usize)>,
     first_seen: Instant,
     last_arrival: Instant,
     nacks: u8,
@@ -152,6 +196,8 @@ pub struct Reassembler {
     last_done: Option<u32>,
     highest_seen: Option<u32>,
     absent: Vec<Absent>,
+    /// Pieces rebuilt from parity lately: (frame, index, when).
+    rebuilt: std::collections::VecDeque<(u32, u16, Instant)>,
     deadline: Duration,
     hold: Duration,
     stats: ReassemblyStats,
@@ -179,6 +225,7 @@ impl Reassembler {
             last_done: None,
             highest_seen: None,
             absent: Vec::new(),
+            rebuilt: std::collections::VecDeque::new(),
             deadline,
             hold: DEFAULT_HOLD,
             stats: ReassemblyStats::default(),
@@ -327,64 +374,34 @@ impl Reassembler {
         self.last_done = None;
         self.highest_seen = None;
         self.absent.clear();
+        self.rebuilt.clear();
     }
 
     /// Takes one fragment received at `now`. Call [`Reassembler::expire`] regularly too.
     pub fn push(&mut self, frag: VideoFragment, now: Instant) -> ReassemblyEvent {
-        if let Some(done) = self.last_done {
-            if !newer(frag.frame_id, done) {
-                self.stats.late += 1;
+        if let Some(pos) = self
+            .rebuilt
+            .iter()
+            .position(|r| (r.0, r.1) == (frag.frame_id, frag.index))
+        {
+            // its parity overtook it: not lost after all
+            self.rebuilt.remove(pos);
+            self.stats.late += 1;
+            return ReassemblyEvent::Dropped;
+        }
+        let pos = match self.partial_for(FrameMeta::from(&frag), frag.count, now) {
+            Ok(pos) => pos,
+            Err(dropped) => return dropped,
+        };
+        let p = &mut self.partials[pos];
+        let index = usize::from(frag.index);
+        if let Some((frame_len, piece)) = p.layout {
+            if fragment_len(frame_len, frag.count, piece, index) != Some(frag.payload.len()) {
+                self.stats.inconsistent += 1;
                 return ReassemblyEvent::Dropped;
             }
         }
-        if self.held.iter().any(|h| h.meta.frame_id == frag.frame_id) {
-            // complete already, waiting for an older frame (found by fuzzing: a late copy
-            // would otherwise start the frame again and hand it out twice)
-            self.stats.duplicates += 1;
-            return ReassemblyEvent::Dropped;
-        }
-        self.note_seen(frag.frame_id, now);
-        let meta = FrameMeta {
-            frame_id: frag.frame_id,
-            keyframe: frag.keyframe,
-            codec: frag.codec,
-            width: frag.width,
-            height: frag.height,
-            capture_us: frag.capture_us,
-        };
-        let pos = match self
-            .partials
-            .iter()
-            .position(|p| p.meta.frame_id == frag.frame_id)
-        {
-            Some(pos) => {
-                let p = &self.partials[pos];
-                if p.meta != meta || p.pieces.len() != frag.count as usize {
-                    self.stats.inconsistent += 1;
-                    return ReassemblyEvent::Dropped;
-                }
-                pos
-            }
-            None => {
-                if self.partials.len() >= MAX_FRAMES_IN_FLIGHT {
-                    let oldest = self.oldest_index();
-                    self.partials.swap_remove(oldest);
-                    self.stats.abandoned += 1;
-                }
-                self.partials.push(Partial {
-                    meta,
-                    pieces: vec![None; frag.count as usize],
-                    received: 0,
-                    first_seen: now,
-                    last_arrival: now,
-                    nacks: 0,
-                    last_nack: None,
-                });
-                self.partials.len() - 1
-            }
-        };
-        let p = &mut self.partials[pos];
-        let slot = &mut p.pieces[frag.index as usize];
+        let slot = &mut p.pieces[index];
         if slot.is_some() {
             self.stats.duplicates += 1;
             return ReassemblyEvent::Dropped;
@@ -392,6 +409,115 @@ impl Reassembler {
         *slot = Some(frag.payload);
         p.received += 1;
         p.last_arrival = now;
+        self.complete_if_whole(pos, now)
+    }
+
+    /// Takes one parity fragment received at `now`: rebuilds the lost fragments of its block
+    /// as soon as the block has as many parity shards as it misses fragments.
+    pub fn push_parity(&mut self, par: ParityFragment, now: Instant) -> ReassemblyEvent {
+        let pos = match self.partial_for(FrameMeta::from(&par), par.count, now) {
+            Ok(pos) => pos,
+            Err(dropped) => return dropped,
+        };
+        let p = &mut self.partials[pos];
+        let layout = (par.frame_len, par.payload.len());
+        let count = usize::from(par.count);
+        let (block, shard, shards) = (
+            usize::from(par.block),
+            usize::from(par.shard),
+            usize::from(par.shards),
+        );
+        let known = p.parity.get(block).map_or(0, Vec::len);
+        if p.layout.is_some_and(|l| l != layout)
+            || block >= blocks_for(count)
+            || shard >= shards
+            || shards > super::parity::data_in_block(count, block)
+            || (known != 0 && known != shards)
+        {
+            self.stats.inconsistent += 1;
+            return ReassemblyEvent::Dropped;
+        }
+        if p.layout.is_none() {
+            p.layout = Some(layout);
+            p.parity = vec![Vec::new(); blocks_for(count)];
+        }
+        let shards_of_block = &mut p.parity[block];
+        if shards_of_block.is_empty() {
+            *shards_of_block = vec![None; shards];
+        }
+        let slot = &mut shards_of_block[shard];
+        if slot.is_some() {
+            self.stats.duplicates += 1;
+            return ReassemblyEvent::Dropped;
+        }
+        *slot = Some(par.payload);
+        p.last_arrival = now;
+        self.complete_if_whole(pos, now)
+    }
+
+    /// The partial frame a fragment of `meta` belongs to, started if new; `Err` when the
+    /// fragment is late, a duplicate or contradicts what arrived before.
+    fn partial_for(
+        &mut self,
+        meta: FrameMeta,
+        count: u16,
+        now: Instant,
+    ) -> Result<usize, ReassemblyEvent> {
+        if let Some(done) = self.last_done {
+            if !newer(meta.frame_id, done) {
+                self.stats.late += 1;
+                return Err(ReassemblyEvent::Dropped);
+            }
+        }
+        if self.held.iter().any(|h| h.meta.frame_id == meta.frame_id) {
+            // complete already, waiting for an older frame (found by fuzzing: a late copy
+            // would otherwise start the frame again and hand it out twice)
+            self.stats.duplicates += 1;
+            return Err(ReassemblyEvent::Dropped);
+        }
+        self.note_seen(meta.frame_id, now);
+        if let Some(pos) = self
+            .partials
+            .iter()
+            .position(|p| p.meta.frame_id == meta.frame_id)
+        {
+            let p = &self.partials[pos];
+            if p.meta != meta || p.pieces.len() != usize::from(count) {
+                self.stats.inconsistent += 1;
+                return Err(ReassemblyEvent::Dropped);
+            }
+            return Ok(pos);
+        }
+        if self.partials.len() >= MAX_FRAMES_IN_FLIGHT {
+            let oldest = self.oldest_index();
+            self.partials.swap_remove(oldest);
+            self.stats.abandoned += 1;
+        }
+        self.partials.push(Partial {
+            meta,
+            pieces: vec![None; usize::from(count)],
+            received: 0,
+            parity: Vec::new(),
+            layout: None,
+            first_seen: now,
+            last_arrival: now,
+            nacks: 0,
+            last_nack: None,
+        });
+        Ok(self.partials.len() - 1)
+    }
+
+    /// Rebuilds what the parity allows, and hands the frame on once every piece is there.
+    fn complete_if_whole(&mut self, pos: usize, now: Instant) -> ReassemblyEvent {
+        let id = self.partials[pos].meta.frame_id;
+        for index in rebuild(&mut self.partials[pos]) {
+            if self.rebuilt.len() >= MAX_REBUILT {
+                self.rebuilt.pop_front();
+                self.stats.recovered += 1;
+            }
+            self.rebuilt.push_back((id, index, now));
+        }
+        let p = &self.partials[pos];
         if p.received < p.pieces.len() {
             return ReassemblyEvent::Pending;
         }
@@ -448,6 +574,14 @@ impl Reassembler {
             .retain(|p| now.saturating_duration_since(p.first_seen) < deadline);
         let n = before - self.partials.len();
         self.stats.abandoned += n as u64;
+        while self
+            .rebuilt
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.2) >= REBUILT_WAIT)
+        {
+            self.rebuilt.pop_front();
+            self.stats.recovered += 1;
+        }
         if self
             .held_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.hold)
@@ -461,7 +595,7 @@ impl Reassembler {
     pub fn buffered_bytes(&self) -> usize {
         self.partials
             .iter()
-            .flat_map(|p| p.pieces.iter().flatten())
+            .flat_map(|p| p.pieces.iter().chain(p.parity.iter().flatten()).flatten())
             .map(Vec::len)
             .sum()
     }
@@ -475,6 +609,30 @@ impl Reassembler {
         }
         oldest
     }
+}
+
+/// Fills the missing pieces of every block that has enough parity; returns their indices.
+fn rebuild(p: &mut Partial) -> Vec<u16> {
+    let mut rebuilt = Vec::new();
+    let Some((frame_len, piece)) = p.layout else {
+        return rebuilt;
+    };
+    let count = p.pieces.len();
+    let blocks = blocks_for(count);
+    for (block, parity) in p.parity.iter().enumerate() {
+        let members: Vec<usize> = (block..count).step_by(blocks).collect();
+        let data: Vec<Option<&[u8]>> = members.iter().map(|&i| p.pieces[i].as_deref()).collect();
+        for (k, mut bytes) in rebuild_block(&data, parity, piece) {
+            let index = members[k];
+            if let Some(len) = fragment_len(frame_len, count as u16, piece, index) {
+                bytes.truncate(len);
+                p.pieces[index] = Some(bytes);
+                p.received += 1;
+                rebuilt.push(index as u16);
+            }
+        }
+    }
+    rebuilt
 }
 
 #[cfg(test)]
@@ -622,6 +780,153 @@ mod tests {
         let s = r.stats();
         assert_eq!(s.completed as usize, delivered.len());
         assert!(s.abandoned > 0, "losses abandon frames");
+    }
+
+    fn parity(id: u32, data: &[u8], group: usize) -> Vec<ParityFragment> {
+        crate::proto::parity::parity_fragments(meta(id), data, group).expect("parity")
+    }
+
+    #[test]
+    fn lost_fragments_are_rebuilt_from_as_many_shards_without_asking() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        let data = frame_bytes(4, 6_000);
+        let frags = fragment_frame(meta(4), &data).expect("fragment");
+        assert_eq!(frags.len(), 5);
+        // 3 shards for 5 fragments; lose 3 and 4 (the short last one) and one shard
+        for f in frags.iter().filter(|f| f.index < 3) {
+            assert_eq!(r.push(f.clone(), t0), ReassemblyEvent::Pending);
+        }
+        let pars = parity(4, &data, 2);
+        assert_eq!(pars.len(), 3);
+        assert_eq!(r.push_parity(pars[2].clone(), t0), ReassemblyEvent::Pending);
+        assert_eq!(
+            r.push_parity(pars[0].clone(), t0),
+            ReassemblyEvent::Completed(4)
+        );
+        let c = r.pop_ready().expect("rebuilt");
+        assert_eq!(c.data, data);
+        assert!(r.nacks(t0 + Duration::from_millis(100)).is_empty());
+        // one of the two turns up after all: only the other counts as lost
+        assert_eq!(r.push(frags[4].clone(), t0), ReassemblyEvent::Dropped);
+        assert_eq!(r.stats().recovered, 0);
+        r.expire(t0 + REBUILT_WAIT);
+        assert_eq!(r.stats().recovered, 1);
+    }
+
+    #[test]
+    fn parity_first_and_a_one_fragment_frame_from_its_parity_alone() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        let data = frame_bytes(0, 900);
+        let pars = parity(0, &data, 4);
+        assert_eq!(pars.len(), 1);
+        assert_eq!(
+            r.push_parity(pars[0].clone(), t0),
+            ReassemblyEvent::Completed(0)
+        );
+        assert_eq!(r.pop_ready().expect("frame").data, data);
+        // a late copy of the data is late, not a second frame
+        let f = fragment_frame(meta(0), &data).expect("fragment");
+        assert_eq!(r.push(f[0].clone(), t0), ReassemblyEvent::Dropped);
+        assert!(r.pop_ready().is_none());
+    }
+
+    #[test]
+    fn more_losses_than_shards_are_asked_for_and_one_resend_completes_it() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        let data = frame_bytes(9, 9_000);
+        let frags = fragment_frame(meta(9), &data).expect("fragment");
+        assert_eq!(frags.len(), 8);
+        // 2 shards for 8 fragments; lose 2, 4 and 6
+        for f in frags.iter().filter(|f| ![2, 4, 6].contains(&f.index)) {
+            r.push(f.clone(), t0);
+        }
+        for p in parity(9, &data, 4) {
+            r.push_parity(p, t0);
+        }
+        r.expire(t0 + REBUILT_WAIT);
+        assert_eq!(r.stats().recovered, 0);
+        let n = r.nacks(t0 + NACK_QUIET);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].missing, Some(vec![2, 4, 6]));
+        // one resent fragment is enough: the parity rebuilds the others
+        assert_eq!(
+            r.push(frags[4].clone(), t0 + NACK_QUIET * 4),
+            ReassemblyEvent::Completed(9)
+        );
+        assert_eq!(r.pop_ready().expect("frame").data, data);
+        r.expire(t0 + NACK_QUIET * 4 + REBUILT_WAIT);
+        assert_eq!(r.stats().recovered, 2);
+    }
+
+    #[test]
+    fn parity_that_contradicts_the_frame_is_dropped() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        let data = frame_bytes(2, 5_000);
+        let frags = fragment_frame(meta(2), &data).expect("fragment");
+        let pars = parity(2, &data, 2);
+        r.push_parity(pars[0].clone(), t0);
+        let mut other_len = pars[1].clone();
+        other_len.frame_len += 1;
+        let mut other_shards = pars[1].clone();
+        other_shards.shards = 1;
+        other_shards.shard = 0;
+        let mut other_meta = pars[1].clone();
+        other_meta.width = 320;
+        let mut too_many = pars[1].clone();
+        too_many.shards = frags.len() as u16 + 1;
+        let mut no_block = pars[1].clone();
+        no_block.block = 1;
+        for bad in [other_len, other_shards, other_meta, too_many, no_block] {
+            assert_eq!(r.push_parity(bad, t0), ReassemblyEvent::Dropped);
+        }
+        assert_eq!(r.stats().inconsistent, 5);
+        // a data fragment whose length the parity contradicts
+        let mut short = frags[0].clone();
+        short.payload.pop();
+        assert_eq!(r.push(short, t0), ReassemblyEvent::Dropped);
+        assert_eq!(r.stats().inconsistent, 6);
+        // the honest pieces still make the frame
+        for f in frags.iter().skip(1) {
+            r.push(f.clone(), t0);
+        }
+        assert_eq!(r.pop_ready().expect("frame").data, data);
+    }
+
+    #[test]
+    fn a_lossy_link_with_parity_needs_few_resends() {
+        let mut r = Reassembler::default();
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let t0 = Instant::now();
+        let (mut whole, mut nacked) = (0, 0);
+        for id in 0..300u32 {
+            let now = t0 + Duration::from_millis(33 * u64::from(id));
+            let data = frame_bytes(id, 1_500 + (id as usize * 53) % 4_000);
+            let frags = fragment_frame(meta(id), &data).expect("fragment");
+            for f in frags {
+                if rng.below(100) >= 5 {
+                    r.push(f, now);
+                }
+            }
+            for p in parity(id, &data, 2) {
+                if rng.below(100) >= 5 {
+                    r.push_parity(p, now);
+                }
+            }
+            nacked += r.nacks(now + NACK_QUIET).len();
+            r.expire(now + REBUILT_WAIT);
+            while let Some(c) = r.pop_ready() {
+                assert_eq!(c.data, frame_bytes(c.meta.frame_id, c.data.len()));
+                whole += 1;
+            }
+        }
+        // without parity about one frame in five loses a fragment at 5 %
+        assert!(nacked < 15, "{nacked} frames asked for resends");
+        assert!(whole > 285, "{whole} frames whole");
+        assert!(r.stats().recovered > 30);
     }
 
     #[test]

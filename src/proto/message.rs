@@ -15,8 +15,12 @@ pub const VERSION: u8 = 1;
 pub const MAX_DATAGRAM: usize = 1250;
 /// Bytes of a video fragment header (magic, version, kind and the fragment fields).
 pub const VIDEO_HEADER_LEN: usize = 4 + 4 + 2 + 2 + 1 + 1 + 2 + 2 + 8;
-/// Largest slice of an encoded frame carried by one fragment.
-pub const MAX_FRAGMENT_PAYLOAD: usize = MAX_DATAGRAM - VIDEO_HEADER_LEN;
+/// Bytes of a parity fragment header: a video header plus the block's parity shape and the
+/// frame's length.
+pub const PARITY_HEADER_LEN: usize = VIDEO_HEADER_LEN + 2 + 2 + 4;
+/// Largest slice of an encoded frame carried by one fragment (a parity fragment, a little
+/// longer, fits the datagram too).
+pub const MAX_FRAGMENT_PAYLOAD: usize = MAX_DATAGRAM - PARITY_HEADER_LEN;
 /// Most fragments one frame may have (about 1.2 MB per frame).
 pub const MAX_FRAGMENTS: u16 = 1024;
 /// Largest picture side we accept.
@@ -31,6 +35,7 @@ const KIND_VIDEO: u8 = 6;
 const KIND_AUDIO: u8 = 7;
 const KIND_NACK: u8 = 8;
 const KIND_REPORT: u8 = 9;
+const KIND_PARITY: u8 = 10;
 
 /// Fragment indices one resend request names at most.
 pub const MAX_NACK_INDICES: usize = 128;
@@ -105,6 +110,41 @@ pub struct VideoFragment {
     pub payload: Vec<u8>,
 }
 
+/// A Reed-Solomon parity shard over a block of a frame's fragments: a block with `shards`
+/// parity fragments rebuilds any `shards` of its fragments that are lost.
+///
+/// A frame's fragments fall into [`super::parity::blocks_for`] blocks of at most
+/// [`super::parity::BLOCK_DATA`]; block `b` holds the fragments whose index is `b` modulo the
+/// block count. Every fragment but the last is `frame_len / count` bytes rounded up, which is
+/// the parity's length; a shorter last fragment counts zero-padded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParityFragment {
+    /// Frame counter of the sender, wrapping.
+    pub frame_id: u32,
+    /// Which block this parity covers.
+    pub block: u16,
+    /// Which of the block's parity shards this is, below `shards`.
+    pub shard: u16,
+    /// Parity shards of the block: at most as many as it has fragments.
+    pub shards: u16,
+    /// Data fragments of the frame.
+    pub count: u16,
+    /// The frame decodes on its own.
+    pub keyframe: bool,
+    /// Codec of the frame.
+    pub codec: CodecId,
+    /// Picture width in pixels.
+    pub width: u16,
+    /// Picture height in pixels.
+    pub height: u16,
+    /// Capture time, microseconds since the UNIX epoch on the sender's clock.
+    pub capture_us: u64,
+    /// Bytes of the whole encoded frame.
+    pub frame_len: u32,
+    /// The Reed-Solomon parity shard.
+    pub payload: Vec<u8>,
+}
+
 /// Everything that travels between two peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -136,6 +176,8 @@ pub enum Message {
     },
     /// A piece of a video frame.
     Video(VideoFragment),
+    /// Forward error correction for a video frame.
+    Parity(ParityFragment),
     /// One encoded audio frame.
     Audio(AudioFrame),
     /// What the receiver saw of our video lately, for bandwidth adaptation.
@@ -275,6 +317,25 @@ impl Message {
                 w.u64(v.capture_us);
                 w.bytes(&v.payload);
             }
+            Message::Parity(p) => {
+                validate_parity(p)?;
+                w = Writer::with_capacity(PARITY_HEADER_LEN + p.payload.len());
+                w.bytes(&MAGIC);
+                w.u8(VERSION);
+                w.u8(KIND_PARITY);
+                w.u32(p.frame_id);
+                w.u16(p.block);
+                w.u16(p.count);
+                w.u8(if p.keyframe { FLAG_KEYFRAME } else { 0 });
+                w.u8(p.codec.to_byte());
+                w.u16(p.width);
+                w.u16(p.height);
+                w.u64(p.capture_us);
+                w.u16(p.shard);
+                w.u16(p.shards);
+                w.u32(p.frame_len);
+                w.bytes(&p.payload);
+            }
         }
         let out = w.finish();
         if out.len() > MAX_DATAGRAM {
@@ -343,6 +404,35 @@ impl Message {
                 };
                 validate_video(&v)?;
                 Message::Video(v)
+            }
+            KIND_PARITY => {
+                let frame_id = r.u32()?;
+                let block = r.u16()?;
+                let count = r.u16()?;
+                let flags = r.u8()?;
+                let codec = CodecId::from_byte(r.u8()?)?;
+                let width = r.u16()?;
+                let height = r.u16()?;
+                let capture_us = r.u64()?;
+                let shard = r.u16()?;
+                let shards = r.u16()?;
+                let frame_len = r.u32()?;
+                let p = ParityFragment {
+                    frame_id,
+                    block,
+                    shard,
+                    shards,
+                    count,
+                    keyframe: flags & FLAG_KEYFRAME != 0,
+                    codec,
+                    width,
+                    height,
+                    capture_us,
+                    frame_len,
+                    payload: r.rest().to_vec(),
+                };
+                validate_parity(&p)?;
+                Message::Parity(p)
             }
             KIND_REPORT => {
                 let loss_permille = r.u16()?;
@@ -416,6 +506,7 @@ impl Message {
             | Message::KeyframeRequest { from, .. } => Some(*from),
             Message::State(s) => Some(s.from),
             Message::Video(_)
+            | Message::Parity(_)
             | Message::Audio(_)
             | Message::Nack { .. }
             | Message::Report { .. } => None,
@@ -439,6 +530,37 @@ fn validate_video(v: &VideoFragment) -> Result<(), ProtoError> {
     Ok(())
 }
 
+fn validate_parity(p: &ParityFragment) -> Result<(), ProtoError> {
+    if p.count == 0 || p.count > MAX_FRAGMENTS {
+        return Err(ProtoError::Invalid("fragment count"));
+    }
+    let blocks = super::parity::blocks_for(usize::from(p.count));
+    let block = usize::from(p.block);
+    if block >= blocks {
+        return Err(ProtoError::Invalid("parity block"));
+    }
+    let data = super::parity::data_in_block(usize::from(p.count), block);
+    if p.shards == 0 || usize::from(p.shards) > data || p.shard >= p.shards {
+        return Err(ProtoError::Invalid("parity shard"));
+    }
+    if p.payload.is_empty() || p.payload.len() > MAX_FRAGMENT_PAYLOAD {
+        return Err(ProtoError::Invalid("fragment payload size"));
+    }
+    // the parity is as long as every fragment but the last, which holds at least one byte
+    let (len, count, piece) = (
+        u64::from(p.frame_len),
+        u64::from(p.count),
+        p.payload.len() as u64,
+    );
+    if len.div_ceil(count) != piece || len <= piece * (count - 1) {
+        return Err(ProtoError::Invalid("parity frame length"));
+    }
+    if p.width == 0 || p.height == 0 || p.width > MAX_SIDE || p.height > MAX_SIDE {
+        return Err(ProtoError::Invalid("picture size"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +576,23 @@ mod tests {
             height: 480,
             capture_us: 1_700_000_000_000_000,
             payload: vec![9; 100],
+        }
+    }
+
+    fn parity() -> ParityFragment {
+        ParityFragment {
+            frame_id: 7,
+            block: 0,
+            shard: 1,
+            shards: 2,
+            count: 3,
+            keyframe: false,
+            codec: CodecId::H264,
+            width: 1280,
+            height: 720,
+            capture_us: 1_700_000_000_000_000,
+            frame_len: 250,
+            payload: vec![3; 84],
         }
     }
 
@@ -479,6 +618,7 @@ mod tests {
                 frame_id: 9,
             },
             Message::Video(fragment()),
+            Message::Parity(parity()),
             Message::Nack {
                 frame_id: 3,
                 missing: Some(vec![0, 5, 9]),
@@ -581,6 +721,46 @@ mod tests {
             bytes.extend_from_slice(&v.payload);
             assert!(Message::decode(&bytes).is_err(), "forged {v:?}");
         }
+    }
+
+    #[test]
+    fn invalid_parity_is_rejected_both_ways() {
+        let cases: Vec<fn(&mut ParityFragment)> = vec![
+            |p| p.count = 0,
+            |p| p.block = 1,
+            |p| p.shards = 0,
+            |p| p.shard = p.shards,
+            |p| p.shards = 4,
+            |p| p.frame_len = 84 * 3 + 1,
+            |p| p.frame_len = 84 * 2,
+            |p| p.payload.push(0),
+            |p| p.width = MAX_SIDE + 1,
+        ];
+        for mutate in cases {
+            let mut p = parity();
+            mutate(&mut p);
+            assert!(Message::Parity(p.clone()).encode().is_err(), "{p:?}");
+            let mut bytes = Message::Parity(parity()).encode().expect("encode");
+            bytes[8..10].copy_from_slice(&p.block.to_be_bytes());
+            bytes[10..12].copy_from_slice(&p.count.to_be_bytes());
+            bytes[14..16].copy_from_slice(&p.width.to_be_bytes());
+            bytes[26..28].copy_from_slice(&p.shard.to_be_bytes());
+            bytes[28..30].copy_from_slice(&p.shards.to_be_bytes());
+            bytes[30..34].copy_from_slice(&p.frame_len.to_be_bytes());
+            bytes.truncate(PARITY_HEADER_LEN);
+            bytes.extend_from_slice(&p.payload);
+            assert!(Message::decode(&bytes).is_err(), "forged {p:?}");
+        }
+        // the longest parity fragment fits a datagram
+        let mut p = parity();
+        p.count = 2;
+        p.shards = 1;
+        p.shard = 0;
+        p.frame_len = 2 * MAX_FRAGMENT_PAYLOAD as u32;
+        p.payload = vec![1; MAX_FRAGMENT_PAYLOAD];
+        let bytes = Message::Parity(p.clone()).encode().expect("fits");
+        assert_eq!(bytes.len(), MAX_DATAGRAM);
+        assert_eq!(Message::decode(&bytes), Ok(Message::Parity(p)));
     }
 
     #[test]

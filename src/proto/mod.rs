@@ -3,11 +3,12 @@
 pub mod fragment;
 pub mod history;
 pub mod message;
+pub mod parity;
 pub mod wire;
 
 pub use fragment::{fragment_frame, NackRequest, Reassembler, ReassemblyEvent};
 pub use history::SendHistory;
-pub use message::{AudioFrame, CodecId, Message, StateSnapshot, VideoFragment};
+pub use message::{AudioFrame, CodecId, Message, ParityFragment, StateSnapshot, VideoFragment};
 
 /// Why a received datagram was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

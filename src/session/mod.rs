@@ -286,6 +286,7 @@ impl Session {
                 }
             }
             Message::Video(_)
+            | Message::Parity(_)
             | Message::Audio(_)
             | Message::Nack { .. }
             | Message::Report { .. } => {}

@@ -1,0 +1,292 @@
+//! Forward error correction for video: Reed-Solomon parity over blocks of a frame's
+//! fragments, so that lost fragments are rebuilt on arrival instead of a round trip later,
+//! and the policy that decides how much parity the reported loss is worth.
+
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+use super::fragment::{cut, FrameMeta};
+use super::message::ParityFragment;
+use super::ProtoError;
+
+/// Most data fragments in one parity block: GF(2⁸) codes hold 256 shards, data and parity
+/// together.
+pub const BLOCK_DATA: usize = 128;
+
+/// Parity blocks of a frame of `count` fragments.
+pub fn blocks_for(count: usize) -> usize {
+    count.div_ceil(BLOCK_DATA).max(1)
+}
+
+/// Data fragments in block `block` of a frame of `count` fragments: the indices that are
+/// `block` modulo the block count (interleaved, so a burst of losses spreads over blocks).
+pub fn data_in_block(count: usize, block: usize) -> usize {
+    count.saturating_sub(block).div_ceil(blocks_for(count))
+}
+
+/// The parity fragments of a frame: per block, one for every `group_size` data fragments
+/// (rounded up). The frame is cut exactly as [`super::fragment_frame`] cuts it.
+pub fn parity_fragments(
+    meta: FrameMeta,
+    data: &[u8],
+    group_size: usize,
+) -> Result<Vec<ParityFragment>, ProtoError> {
+    let (count, piece) = cut(data)?;
+    let blocks = blocks_for(count);
+    let chunks: Vec<&[u8]> = data.chunks(piece).collect();
+    let mut out = Vec::new();
+    for block in 0..blocks {
+        let n = data_in_block(count, block);
+        let m = n.div_ceil(group_size.max(1));
+        let rs = ReedSolomon::new(n, m).map_err(|_| ProtoError::Invalid("parity shape"))?;
+        let mut shards: Vec<Vec<u8>> = (block..count)
+            .step_by(blocks)
+            .map(|i| {
+                let mut s = chunks.get(i).copied().unwrap_or_default().to_vec();
+                s.resize(piece, 0);
+                s
+            })
+            .chain(std::iter::repeat_n(vec![0u8; piece], m))
+            .collect();
+        rs.encode(&mut shards)
+            .map_err(|_| ProtoError::Invalid("parity shape"))?;
+        out.extend(
+            shards
+                .into_iter()
+                .skip(n)
+                .enumerate()
+                .map(|(k, payload)| ParityFragment {
+                    frame_id: meta.frame_id,
+                    block: block as u16,
+                    shard: k as u16,
+                    shards: m as u16,
+                    count: count as u16,
+                    keyframe: meta.keyframe,
+                    codec: meta.codec,
+                    width: meta.width,
+                    height: meta.height,
+                    capture_us: meta.capture_us,
+                    frame_len: data.len() as u32,
+                    payload,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// Rebuilds the missing data fragments of one block from what is there of it, if enough
+/// is: `data` are the block's fragments (in index order), `parity` its parity shards, all
+/// fragments but the frame's last `piece` bytes long. Returns the rebuilt fragments, each
+/// `piece` bytes (the caller trims the last one), by position in `data`.
+pub fn rebuild_block(
+    data: &[Option<&[u8]>],
+    parity: &[Option<Vec<u8>>],
+    piece: usize,
+) -> Vec<(usize, Vec<u8>)> {
+    let missing = data.iter().filter(|d| d.is_none()).count();
+    let have = parity.iter().flatten().count();
+    if missing == 0 || missing > have || parity.is_empty() {
+        return Vec::new();
+    }
+    let Ok(rs) = ReedSolomon::new(data.len(), parity.len()) else {
+        return Vec::new();
+    };
+    let mut shards: Vec<Option<Vec<u8>>> = data
+        .iter()
+        .map(|d| {
+            d.map(|d| {
+                let mut s = d.to_vec();
+                s.resize(piece, 0);
+                s
+            })
+        })
+        .chain(
+            parity
+                .iter()
+                .map(|p| p.clone().filter(|p| p.len() == piece)),
+        )
+        .collect();
+    if rs.reconstruct_data(&mut shards).is_err() {
+        return Vec::new();
+    }
+    data.iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .filter_map(|(k, _)| shards[k].take().map(|s| (k, s)))
+        .collect()
+}
+
+/// Length of fragment `index` of a frame of `frame_len` bytes cut into `count` fragments of
+/// `piece` bytes (the last one shorter), or `None` if the numbers do not fit together.
+pub fn fragment_len(frame_len: u32, count: u16, piece: usize, index: usize) -> Option<usize> {
+    let count = usize::from(count);
+    let before = piece.checked_mul(index)?;
+    let len = usize::try_from(frame_len).ok()?.checked_sub(before)?;
+    (index < count && len > 0).then_some(len.min(piece))
+}
+
+/// How much parity a sender adds, from the loss the receiver reports (which counts the
+/// fragments parity rebuilt, so that turning parity on does not hide the loss that
+/// needs it). Resends repair light loss for a few percent more bytes; parity costs a fixed
+/// share, and pays off when so many frames lose a fragment that waiting a round trip for
+/// each would stall the picture often.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParityPolicy {
+    group: Option<usize>,
+}
+
+/// Loss at which parity starts (groups of [`LIGHT_GROUP`]), and under which it stops.
+const ON_LOSS: f32 = 0.02;
+const OFF_LOSS: f32 = 0.01;
+/// Loss at which groups shrink to [`HEAVY_GROUP`], and under which they grow back.
+const HEAVY_LOSS: f32 = 0.04;
+const LIGHT_LOSS: f32 = 0.03;
+/// Data fragments per parity fragment under light and heavy loss.
+const LIGHT_GROUP: usize = 4;
+const HEAVY_GROUP: usize = 2;
+
+impl ParityPolicy {
+    /// Data fragments per parity fragment, or `None`: no parity.
+    pub fn group(&self) -> Option<usize> {
+        self.group
+    }
+
+    /// Share of the video bitrate left to the encoder (the parity takes the rest).
+    pub fn media_share(&self) -> f64 {
+        self.group.map_or(1.0, |g| g as f64 / (g as f64 + 1.0))
+    }
+
+    /// Takes the smoothed reported loss (0–1); returns whether the parity changed.
+    pub fn on_loss(&mut self, loss: f32) -> bool {
+        let next = match self.group {
+            None if loss >= HEAVY_LOSS => Some(HEAVY_GROUP),
+            None if loss >= ON_LOSS => Some(LIGHT_GROUP),
+            None => None,
+            Some(_) if loss < OFF_LOSS => None,
+            Some(LIGHT_GROUP) if loss >= HEAVY_LOSS => Some(HEAVY_GROUP),
+            Some(HEAVY_GROUP) if loss < LIGHT_LOSS => Some(LIGHT_GROUP),
+            same => same,
+        };
+        let changed = next != self.group;
+        self.group = next;
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{fragment_frame, CodecId};
+
+    fn meta() -> FrameMeta {
+        FrameMeta {
+            frame_id: 3,
+            keyframe: false,
+            codec: CodecId::H264,
+            width: 640,
+            height: 480,
+            capture_us: 9,
+        }
+    }
+
+    #[test]
+    fn any_as_many_lost_fragments_as_parity_shards_are_rebuilt() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in [1, 700, 2_432, 5_000, 24_001, 200_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+            let frags = fragment_frame(meta(), &data).expect("fragments");
+            let blocks = blocks_for(frags.len());
+            for group_size in [1, 2, 4] {
+                let parity = parity_fragments(meta(), &data, group_size).expect("parity");
+                let per_block: usize = (0..blocks)
+                    .map(|b| data_in_block(frags.len(), b).div_ceil(group_size))
+                    .sum();
+                assert_eq!(parity.len(), per_block);
+                for p in &parity {
+                    assert!(crate::proto::Message::Parity(p.clone()).encode().is_ok());
+                }
+                for block in 0..blocks {
+                    let members: Vec<_> = frags
+                        .iter()
+                        .filter(|f| usize::from(f.index) % blocks == block)
+                        .collect();
+                    let shards: Vec<Option<Vec<u8>>> = parity
+                        .iter()
+                        .filter(|p| usize::from(p.block) == block)
+                        .map(|p| Some(p.payload.clone()))
+                        .collect();
+                    // lose as many fragments as there are shards, at pseudo-random places
+                    let mut lost = vec![false; members.len()];
+                    for _ in 0..shards.len() {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        lost[(seed % members.len() as u64) as usize] = true;
+                    }
+                    let have: Vec<Option<&[u8]>> = members
+                        .iter()
+                        .zip(&lost)
+                        .map(|(f, &l)| (!l).then_some(f.payload.as_slice()))
+                        .collect();
+                    let piece = parity[0].payload.len();
+                    let rebuilt = rebuild_block(&have, &shards, piece);
+                    assert_eq!(rebuilt.len(), lost.iter().filter(|l| **l).count());
+                    for (k, mut bytes) in rebuilt {
+                        let f = members[k];
+                        let n = fragment_len(len as u32, f.count, piece, usize::from(f.index))
+                            .expect("a length");
+                        bytes.truncate(n);
+                        assert_eq!(bytes, f.payload, "len {len} fragment {}", f.index);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn more_losses_than_shards_rebuild_nothing() {
+        let data = vec![5u8; 5_000];
+        let frags = fragment_frame(meta(), &data).expect("fragments");
+        let parity = parity_fragments(meta(), &data, 4).expect("parity");
+        assert_eq!(parity.len(), 2);
+        let have: Vec<Option<&[u8]>> = frags
+            .iter()
+            .map(|f| (f.index > 2).then_some(f.payload.as_slice()))
+            .collect();
+        let shards: Vec<_> = parity.iter().map(|p| Some(p.payload.clone())).collect();
+        assert!(rebuild_block(&have, &shards, parity[0].payload.len()).is_empty());
+    }
+
+    #[test]
+    fn fragment_lengths_out_of_range_are_none() {
+        assert_eq!(fragment_len(10, 3, 4, 2), Some(2));
+        assert_eq!(fragment_len(10, 3, 4, 3), None);
+        assert_eq!(fragment_len(8, 3, 4, 2), None);
+        assert_eq!(fragment_len(u32::MAX, 2, usize::MAX, 1), None);
+    }
+
+    #[test]
+    fn parity_follows_the_loss_with_hysteresis() {
+        let mut p = ParityPolicy::default();
+        assert!(!p.on_loss(0.015));
+        assert_eq!(p.group(), None);
+        assert!(p.on_loss(0.025));
+        assert_eq!(p.group(), Some(LIGHT_GROUP));
+        assert!(!p.on_loss(0.015), "stays on until the loss is clearly gone");
+        assert!(p.on_loss(0.05));
+        assert_eq!(p.group(), Some(HEAVY_GROUP));
+        assert!((p.media_share() - 2.0 / 3.0).abs() < 1e-9);
+        assert!(!p.on_loss(0.035));
+        assert!(p.on_loss(0.02));
+        assert_eq!(p.group(), Some(LIGHT_GROUP));
+        assert!(p.on_loss(0.005));
+        assert_eq!(p.group(), None);
+        assert_eq!(p.media_share(), 1.0);
+        let mut q = ParityPolicy::default();
+        q.on_loss(0.1);
+        assert_eq!(
+            q.group(),
+            Some(HEAVY_GROUP),
+            "heavy loss goes straight to small groups"
+        );
+    }
+}
