@@ -458,6 +458,14 @@ pub fn network(
     net.reassembler.expire(now);
     net.count_recovered(&mut stats);
     while let Some(frame) = net.reassembler.pop_ready() {
+        tracing::trace!(
+            target: "frame_timing",
+            "complete {} {} {} {}",
+            frame.meta.capture_us,
+            frame.meta.keyframe,
+            frame.gap,
+            frame.data.len()
+        );
         incoming.frames.push(frame);
     }
     if let Some(peer) = peer {

@@ -296,6 +296,7 @@ fn count_shown(
     at: Instant,
 ) {
     stats.frames_shown += 1;
+    tracing::trace!(target: "frame_timing", "shown {} {latency_us}", f.capture_us);
     stats.latency_total.add(latency_us);
     stats.latency_window.add(latency_us);
     let pic = match f.planes() {

@@ -129,9 +129,18 @@ pub fn fragment_len(frame_len: u32, count: u16, piece: usize, index: usize) -> O
 /// needs it). Resends repair light loss for a few percent more bytes; parity costs a fixed
 /// share, and pays off when so many frames lose a fragment that waiting a round trip for
 /// each would stall the picture often.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// More parity follows the reported loss at once; less only once a slow average agrees too:
+/// a report covers a quarter second of a few dozen fragments, so at 5 % random loss the
+/// smoothed figure swings between 2 and 6 %, and following it down would drop the parity
+/// just before the frames that needed it. A call starts with light parity, until the link
+/// has shown it is clean (about 2 s): the first second of a call on a lossy link is when
+/// the picture should come up.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ParityPolicy {
     group: Option<usize>,
+    /// The reported loss, averaged over about 2.5 s (a tenth of each report).
+    slow: f32,
 }
 
 /// Loss at which parity starts (groups of [`LIGHT_GROUP`]), and under which it stops.
@@ -139,10 +148,21 @@ const ON_LOSS: f32 = 0.02;
 const OFF_LOSS: f32 = 0.01;
 /// Loss at which groups shrink to [`HEAVY_GROUP`], and under which they grow back.
 const HEAVY_LOSS: f32 = 0.04;
-const LIGHT_LOSS: f32 = 0.03;
+const LIGHT_LOSS: f32 = 0.025;
 /// Data fragments per parity fragment under light and heavy loss.
 const LIGHT_GROUP: usize = 4;
 const HEAVY_GROUP: usize = 2;
+/// Weight of a report in the slow average.
+const SLOW_WEIGHT: f32 = 0.1;
+
+impl Default for ParityPolicy {
+    fn default() -> Self {
+        Self {
+            group: Some(LIGHT_GROUP),
+            slow: ON_LOSS,
+        }
+    }
+}
 
 impl ParityPolicy {
     /// Data fragments per parity fragment, or `None`: no parity.
@@ -155,16 +175,26 @@ impl ParityPolicy {
         self.group.map_or(1.0, |g| g as f64 / (g as f64 + 1.0))
     }
 
-    /// Takes the smoothed reported loss (0–1); returns whether the parity changed.
+    /// Takes the smoothed reported loss (0–1) at each report; returns whether the parity
+    /// changed.
     pub fn on_loss(&mut self, loss: f32) -> bool {
-        let next = match self.group {
-            None if loss >= HEAVY_LOSS => Some(HEAVY_GROUP),
-            None if loss >= ON_LOSS => Some(LIGHT_GROUP),
-            None => None,
-            Some(_) if loss < OFF_LOSS => None,
-            Some(LIGHT_GROUP) if loss >= HEAVY_LOSS => Some(HEAVY_GROUP),
-            Some(HEAVY_GROUP) if loss < LIGHT_LOSS => Some(LIGHT_GROUP),
-            same => same,
+        let loss = if loss.is_finite() {
+            loss.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self.slow += SLOW_WEIGHT * (loss - self.slow);
+        let high = loss.max(self.slow);
+        let next = if loss >= HEAVY_LOSS {
+            Some(HEAVY_GROUP)
+        } else if high < OFF_LOSS {
+            None
+        } else if self.group == Some(HEAVY_GROUP) && high >= LIGHT_LOSS {
+            Some(HEAVY_GROUP)
+        } else if loss >= ON_LOSS || self.group.is_some() {
+            Some(LIGHT_GROUP)
+        } else {
+            None
         };
         let changed = next != self.group;
         self.group = next;
@@ -265,28 +295,46 @@ mod tests {
     }
 
     #[test]
-    fn parity_follows_the_loss_with_hysteresis() {
+    fn parity_follows_the_loss_up_at_once_and_down_slowly() {
         let mut p = ParityPolicy::default();
-        assert!(!p.on_loss(0.015));
+        assert_eq!(p.group(), Some(LIGHT_GROUP), "a call starts protected");
+        // a clean link turns it off within a couple of seconds of reports
+        let clean = (0..12).take_while(|_| !p.on_loss(0.0)).count();
         assert_eq!(p.group(), None);
+        assert!((4..12).contains(&clean), "{clean} reports");
+        assert_eq!(p.media_share(), 1.0);
+        assert!(!p.on_loss(0.015));
         assert!(p.on_loss(0.025));
         assert_eq!(p.group(), Some(LIGHT_GROUP));
-        assert!(!p.on_loss(0.015), "stays on until the loss is clearly gone");
         assert!(p.on_loss(0.05));
         assert_eq!(p.group(), Some(HEAVY_GROUP));
         assert!((p.media_share() - 2.0 / 3.0).abs() < 1e-9);
-        assert!(!p.on_loss(0.035));
-        assert!(p.on_loss(0.02));
-        assert_eq!(p.group(), Some(LIGHT_GROUP));
-        assert!(p.on_loss(0.005));
-        assert_eq!(p.group(), None);
-        assert_eq!(p.media_share(), 1.0);
+        // 5 % random loss reported as it swings (once the slow average has seen a few
+        // seconds of it): the parity stays heavy
+        for _ in 0..10 {
+            p.on_loss(0.05);
+        }
+        for loss in [0.05, 0.06, 0.03, 0.022, 0.05, 0.04, 0.025, 0.02, 0.055] {
+            assert!(!p.on_loss(loss), "dropped at {loss}");
+        }
+        // the link clears: lighter, then none
+        let mut seen = vec![];
+        for _ in 0..40 {
+            if p.on_loss(0.0) {
+                seen.push(p.group());
+            }
+        }
+        assert_eq!(seen, vec![Some(LIGHT_GROUP), None]);
         let mut q = ParityPolicy::default();
-        q.on_loss(0.1);
+        assert!(q.on_loss(0.1));
         assert_eq!(
             q.group(),
             Some(HEAVY_GROUP),
             "heavy loss goes straight to small groups"
+        );
+        assert!(
+            !q.on_loss(f32::NAN),
+            "a garbled figure counts as heavy loss"
         );
     }
 }
