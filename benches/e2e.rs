@@ -8,6 +8,8 @@
 //! PRATTLE_BENCH_CODECS and PRATTLE_BENCH_LINKS (`clean,loss,cap`; comma-separated) pick rows;
 //! PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
 //! window on its own Xvfb display (a picture counts as shown when its present has returned).
+//! PRATTLE_PEER_LOG=<RUST_LOG filter> keeps each peer's log of the last row in
+//! `$TMPDIR/prattle-e2e-<pid>/{a,b}.log`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -31,15 +33,26 @@ fn cpu_secs(pid: u32) -> f64 {
     (get(11) + get(12)) / ticks_per_sec()
 }
 
-fn spawn(args: &[String], pulse: Option<&Pulse>, display: Option<&Xvfb>) -> Child {
+/// Starts a peer; with `PRATTLE_PEER_LOG` set, it logs at that level to `log`.
+fn spawn(
+    args: &[String],
+    pulse: Option<&Pulse>,
+    display: Option<&Xvfb>,
+    log: &std::path::Path,
+) -> Child {
+    let level = std::env::var("PRATTLE_PEER_LOG").ok();
+    let stderr = match level.as_ref().and_then(|_| std::fs::File::create(log).ok()) {
+        Some(f) => Stdio::from(f),
+        None => Stdio::null(),
+    };
     Command::new(common::bin())
         .args(args)
         .envs(pulse.map(Pulse::env).unwrap_or_default())
         .envs(display.map(|x| ("DISPLAY", x.display.clone())))
-        .env("RUST_LOG", "off")
+        .env("RUST_LOG", level.as_deref().unwrap_or("off"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start prattle")
 }
@@ -147,11 +160,11 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -
         args_a.push("--headless".into());
         args_b.push("--headless".into());
     }
-    let mut a = spawn(&args_a, pulse, xa);
+    let mut a = spawn(&args_a, pulse, xa, &dir.join("a.log"));
     std::thread::sleep(Duration::from_millis(300));
     args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pr}")]);
     let start = Instant::now();
-    let mut b = spawn(&args_b, pulse, xb);
+    let mut b = spawn(&args_b, pulse, xb, &dir.join("b.log"));
     // clicks into A's microphone once the call has settled, recorded at B's speaker
     let rec = dir.join("spkB.raw");
     let _ = std::fs::remove_file(&rec);

@@ -39,6 +39,8 @@ pub struct RateController {
     queued: u32,
     /// Reports in a row whose queue grew, and the last queue reported.
     rising: u32,
+    /// Reports in a row whose queue grew at all ([`CREEP_MS`] or more).
+    creeping: u32,
     last_queue_ms: u16,
     /// What arrived the last time the link was full: the link's rate, as far as we know.
     link_bps: Option<u32>,
@@ -69,6 +71,12 @@ const PROBE_QUEUE_MS: u16 = 15;
 /// A queue growing this much (ms) from one report to the next, twice in a row, means the
 /// link is full even when its base delay is unknown (a queue since the call started).
 const RISE_MS: u16 = 20;
+/// A queue that grew by this much (ms) or more in each of [`CREEP_REPORTS`] reports in a row,
+/// and stands at [`PROBE_QUEUE_MS`] or more, means the bitrate sits a few percent over the
+/// link: too little to trip [`RISE_MS`], enough to fill a 100 ms buffer in two seconds, and
+/// with frames arriving in bursts on top of the standing queue, the loss starts at half that.
+const CREEP_MS: u16 = 2;
+const CREEP_REPORTS: u32 = 3;
 /// Below this share of the last known link rate (or before the link was ever full) the
 /// bitrate climbs fast (×1.25 a step).
 const FAST_CLIMB_BELOW: f64 = 0.7;
@@ -98,6 +106,7 @@ impl RateController {
             sent: None,
             queued: 0,
             rising: 0,
+            creeping: 0,
             last_queue_ms: 0,
             link_bps: None,
             raised_from: None,
@@ -170,6 +179,11 @@ impl RateController {
         } else {
             0
         };
+        self.creeping = if r.queue_ms >= self.last_queue_ms.saturating_add(CREEP_MS) {
+            self.creeping + 1
+        } else {
+            0
+        };
         let grew = r.queue_ms > self.last_queue_ms;
         self.last_queue_ms = r.queue_ms;
         let overshot = self
@@ -179,7 +193,8 @@ impl RateController {
             .map(|(_, before)| before);
         let full = loss > BACK_OFF_LOSS
             || self.queued >= BACK_OFF_QUEUED_REPORTS
-            || self.rising >= BACK_OFF_QUEUED_REPORTS;
+            || self.rising >= BACK_OFF_QUEUED_REPORTS
+            || (self.creeping >= CREEP_REPORTS && r.queue_ms >= PROBE_QUEUE_MS);
         let next = if full && since >= DOWN_EVERY {
             // heavy loss or a queue: the link is full. Go below what actually arrived by
             // what the queue holds, so that it drains in about a second.
@@ -421,6 +436,24 @@ mod tests {
             (550_000..=850_000).contains(&rc.bitrate()),
             "near the link's rate: {rates:?}"
         );
+    }
+
+    #[test]
+    fn a_bitrate_a_few_percent_over_the_link_backs_off_while_the_queue_is_short() {
+        // 3 % over a 1 Mbit/s link with 100 ms of buffer: the queue creeps up 7.5 ms a report,
+        // never 20 ms at once; it must be caught well before it stands at 40 ms
+        let mut link = FluidLink::new(1_000_000.0, 100_000.0, 0.0);
+        let mut rc = RateController::new(1_030_000, 50_000, 1_030_000);
+        let mut now = Instant::now();
+        let mut queues = Vec::new();
+        while rc.bitrate() == 1_030_000 && queues.len() < 40 {
+            now += Duration::from_millis(250);
+            let (r, queue_ms) = link.step(&rc);
+            queues.push(queue_ms as u32);
+            rc.on_report(r, now);
+        }
+        assert!(rc.bitrate() < 1_000_000, "backed off: {queues:?}");
+        assert!(queues.iter().all(|&q| q < 30), "caught early: {queues:?}");
     }
 
     #[test]
