@@ -507,6 +507,11 @@ pub fn network(
             SessionEvent::Connected(addr) => {
                 net.reassembler.reset();
                 net.history.clear();
+                // a new call starts protected, whatever the last one's link was
+                if net.parity.group().is_none() {
+                    net.parity = ParityPolicy::default();
+                    net.new_bitrate = Some(net.rate.bitrate());
+                }
                 participant.name = addr.to_string();
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
