@@ -67,17 +67,7 @@ pub fn fragment_frame(meta: FrameMeta, data: &[u8]) -> Result<Vec<VideoFragment>
     Ok(data
         .chunks(piece)
         .enumerate()
-        .map(|(i, chunk)| VideoFragment {
-            frame_id: meta.frame_id,
-            index: i as u16,
-            count: count as u16,
-            keyframe: meta.keyframe,
-            codec: meta.codec,
-            width: meta.width,
-            height: meta.height,
-            capture_us: meta.capture_us,
-            payload: chunk.to_vec(),
-        })
+        .map(|(i, chunk)| VideoFragment::new(meta, i as u16, count as u16, chunk.to_vec()))
         .collect())
 }
 

@@ -4,6 +4,7 @@
 //! checks every length and range, so any byte string either decodes to a valid message or
 //! yields a [`ProtoError`]; nothing here panics on input.
 
+use super::fragment::FrameMeta;
 use super::wire::{Reader, Writer};
 use super::ProtoError;
 
@@ -143,6 +144,44 @@ pub struct ParityFragment {
     pub frame_len: u32,
     /// The Reed-Solomon parity shard.
     pub payload: Vec<u8>,
+}
+
+impl VideoFragment {
+    /// Piece `index` of `count` of the frame `m`.
+    pub fn new(m: FrameMeta, index: u16, count: u16, payload: Vec<u8>) -> Self {
+        Self {
+            frame_id: m.frame_id,
+            index,
+            count,
+            keyframe: m.keyframe,
+            codec: m.codec,
+            width: m.width,
+            height: m.height,
+            capture_us: m.capture_us,
+            payload,
+        }
+    }
+}
+
+impl ParityFragment {
+    /// A parity shard of the frame `m`, its place in the frame (block, shard, shards, count,
+    /// frame_len) still to be filled in.
+    pub fn new(m: FrameMeta, payload: Vec<u8>) -> Self {
+        Self {
+            frame_id: m.frame_id,
+            block: 0,
+            shard: 0,
+            shards: 0,
+            count: 0,
+            keyframe: m.keyframe,
+            codec: m.codec,
+            width: m.width,
+            height: m.height,
+            capture_us: m.capture_us,
+            frame_len: 0,
+            payload,
+        }
+    }
 }
 
 /// Everything that travels between two peers.
@@ -304,33 +343,13 @@ impl Message {
             Message::Video(v) => {
                 validate_video(v)?;
                 w = Writer::with_capacity(VIDEO_HEADER_LEN + v.payload.len());
-                w.bytes(&MAGIC);
-                w.u8(VERSION);
-                w.u8(KIND_VIDEO);
-                w.u32(v.frame_id);
-                w.u16(v.index);
-                w.u16(v.count);
-                w.u8(if v.keyframe { FLAG_KEYFRAME } else { 0 });
-                w.u8(v.codec.to_byte());
-                w.u16(v.width);
-                w.u16(v.height);
-                w.u64(v.capture_us);
+                write_frame_head(&mut w, KIND_VIDEO, &v.into(), v.index, v.count);
                 w.bytes(&v.payload);
             }
             Message::Parity(p) => {
                 validate_parity(p)?;
                 w = Writer::with_capacity(PARITY_HEADER_LEN + p.payload.len());
-                w.bytes(&MAGIC);
-                w.u8(VERSION);
-                w.u8(KIND_PARITY);
-                w.u32(p.frame_id);
-                w.u16(p.block);
-                w.u16(p.count);
-                w.u8(if p.keyframe { FLAG_KEYFRAME } else { 0 });
-                w.u8(p.codec.to_byte());
-                w.u16(p.width);
-                w.u16(p.height);
-                w.u64(p.capture_us);
+                write_frame_head(&mut w, KIND_PARITY, &p.into(), p.block, p.count);
                 w.u16(p.shard);
                 w.u16(p.shards);
                 w.u32(p.frame_len);
@@ -382,54 +401,21 @@ impl Message {
                 frame_id: r.u32()?,
             },
             KIND_VIDEO => {
-                let frame_id = r.u32()?;
-                let index = r.u16()?;
-                let count = r.u16()?;
-                let flags = r.u8()?;
-                let codec = CodecId::from_byte(r.u8()?)?;
-                let width = r.u16()?;
-                let height = r.u16()?;
-                let capture_us = r.u64()?;
-                let payload = r.rest().to_vec();
-                let v = VideoFragment {
-                    frame_id,
-                    index,
-                    count,
-                    keyframe: flags & FLAG_KEYFRAME != 0,
-                    codec,
-                    width,
-                    height,
-                    capture_us,
-                    payload,
-                };
+                let (meta, index, count) = read_frame_head(&mut r)?;
+                let v = VideoFragment::new(meta, index, count, r.rest().to_vec());
                 validate_video(&v)?;
                 Message::Video(v)
             }
             KIND_PARITY => {
-                let frame_id = r.u32()?;
-                let block = r.u16()?;
-                let count = r.u16()?;
-                let flags = r.u8()?;
-                let codec = CodecId::from_byte(r.u8()?)?;
-                let width = r.u16()?;
-                let height = r.u16()?;
-                let capture_us = r.u64()?;
-                let shard = r.u16()?;
-                let shards = r.u16()?;
-                let frame_len = r.u32()?;
+                let (meta, block, count) = read_frame_head(&mut r)?;
+                let (shard, shards, frame_len) = (r.u16()?, r.u16()?, r.u32()?);
                 let p = ParityFragment {
-                    frame_id,
                     block,
                     shard,
                     shards,
                     count,
-                    keyframe: flags & FLAG_KEYFRAME != 0,
-                    codec,
-                    width,
-                    height,
-                    capture_us,
                     frame_len,
-                    payload: r.rest().to_vec(),
+                    ..ParityFragment::new(meta, r.rest().to_vec())
                 };
                 validate_parity(&p)?;
                 Message::Parity(p)
@@ -512,6 +498,40 @@ impl Message {
             | Message::Report { .. } => None,
         }
     }
+}
+
+/// The header of video and parity fragments, after magic and version: the kind, the frame's
+/// id, a slot (the fragment's index, or the parity's block), the fragment count and the rest
+/// of the frame's description.
+fn write_frame_head(w: &mut Writer, kind: u8, m: &FrameMeta, slot: u16, count: u16) {
+    w.bytes(&MAGIC);
+    w.u8(VERSION);
+    w.u8(kind);
+    w.u32(m.frame_id);
+    w.u16(slot);
+    w.u16(count);
+    w.u8(if m.keyframe { FLAG_KEYFRAME } else { 0 });
+    w.u8(m.codec.to_byte());
+    w.u16(m.width);
+    w.u16(m.height);
+    w.u64(m.capture_us);
+}
+
+/// Reads what [`write_frame_head`] wrote after the kind: the frame, the slot and the count.
+fn read_frame_head(r: &mut Reader<'_>) -> Result<(FrameMeta, u16, u16), ProtoError> {
+    let frame_id = r.u32()?;
+    let slot = r.u16()?;
+    let count = r.u16()?;
+    let flags = r.u8()?;
+    let meta = FrameMeta {
+        frame_id,
+        keyframe: flags & FLAG_KEYFRAME != 0,
+        codec: CodecId::from_byte(r.u8()?)?,
+        width: r.u16()?,
+        height: r.u16()?,
+        capture_us: r.u64()?,
+    };
+    Ok((meta, slot, count))
 }
 
 fn validate_video(v: &VideoFragment) -> Result<(), ProtoError> {

@@ -55,18 +55,12 @@ pub fn parity_fragments(
                 .skip(n)
                 .enumerate()
                 .map(|(k, payload)| ParityFragment {
-                    frame_id: meta.frame_id,
                     block: block as u16,
                     shard: k as u16,
                     shards: m as u16,
                     count: count as u16,
-                    keyframe: meta.keyframe,
-                    codec: meta.codec,
-                    width: meta.width,
-                    height: meta.height,
-                    capture_us: meta.capture_us,
                     frame_len: data.len() as u32,
-                    payload,
+                    ..ParityFragment::new(meta, payload)
                 }),
         );
     }
