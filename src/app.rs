@@ -9,7 +9,7 @@ use bevy_ecs::schedule::SingleThreadedExecutor;
 use crate::cli::{Options, UsageError};
 use crate::components::{
     CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
-    Participant, Remote, VideoStream,
+    Participant, Remote, VideoStream, VideoSync,
 };
 use crate::devices::audio::{MicSource, SpeakerSink};
 use crate::devices::camera::{
@@ -19,6 +19,7 @@ use crate::devices::window::WindowError;
 use crate::devices::window_thread::WindowThread;
 use crate::keys::KeyStore;
 use crate::media::codec::EncoderSettings;
+use crate::media::lip_sync::LipSync;
 use crate::media::rate::RateController;
 use crate::media::worker::Wake;
 use crate::net::arrival_wake::ArrivalWake;
@@ -283,6 +284,7 @@ impl App {
         world.insert_resource(Outgoing::default());
         world.insert_resource(Incoming::default());
         world.insert_resource(KeyframeFeedback::default());
+        world.insert_resource(VideoSync(LipSync::new(opts.lip_sync.0)));
         world.insert_resource(CallStats::default());
         world.insert_resource(RenderSettings {
             mirror: !opts.no_mirror,

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -93,6 +94,11 @@ pub struct Options {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=200))]
     pub audio_buffer_ms: u32,
 
+    /// How much later than the picture the peer's sound may be heard, in ms, before the
+    /// picture waits for it (lip sync); `off` never holds a picture back.
+    #[arg(long, value_name = "MS", default_value = "10", value_parser = parse_lip_sync)]
+    pub lip_sync: LipSyncLag,
+
     /// Print the audio devices and the camera indices that open, then exit.
     #[arg(long)]
     pub list_devices: bool,
@@ -155,6 +161,22 @@ fn parse_duration(s: &str) -> Result<f64, String> {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(format!(
             "'{s}' is not a duration: give a number of seconds above 0, e.g. 30"
+        )),
+    }
+}
+
+/// `--lip-sync`: the most the sound may lag the picture, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LipSyncLag(pub Option<Duration>);
+
+fn parse_lip_sync(s: &str) -> Result<LipSyncLag, String> {
+    if s == "off" {
+        return Ok(LipSyncLag(None));
+    }
+    match s.parse::<u64>() {
+        Ok(ms) if ms <= 1000 => Ok(LipSyncLag(Some(Duration::from_millis(ms)))),
+        _ => Err(format!(
+            "'{s}' is not a lip-sync lag: give milliseconds from 0 to 1000, e.g. 15, or off"
         )),
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bevy_ecs::prelude::*;
 
+use crate::media::lip_sync::LipSync;
 use crate::media::VideoFrame;
 use crate::proto::fragment::{CompleteFrame, FrameMeta};
 use crate::session::CallState;
@@ -125,6 +126,10 @@ pub struct Incoming {
     /// In frame order.
     pub frames: Vec<CompleteFrame>,
 }
+
+/// The peer's pictures, held back to keep step with its sound (see [`LipSync`]).
+#[derive(Resource, Debug)]
+pub struct VideoSync(pub LipSync<VideoFrame>);
 
 /// Requests between the decoder and the encoder, carried by the network.
 #[derive(Resource, Debug, Default)]

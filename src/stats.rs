@@ -134,7 +134,7 @@ pub struct CallStats {
     pub audio_received: u64,
     /// Audio packets never received in time.
     pub audio_lost: u64,
-    /// Missing packets rebuilt from the next packet's forward error correction.
+    /// Of the lost packets, those played from the copy the next packet carried.
     pub audio_recovered_fec: u64,
     /// Missing packets concealed (PLC).
     pub audio_concealed: u64,
@@ -154,6 +154,8 @@ pub struct CallStats {
     pub speaker_margin_ms: f64,
     /// Estimated mouth-to-ear delay on our side (frame, jitter buffer, rings, devices), ms.
     pub mic_to_speaker_ms: Option<f64>,
+    /// How long the last picture of the peer was held back to keep step with its sound, ms.
+    pub lip_sync_hold_ms: f64,
 }
 
 /// One line of the stats file.
@@ -267,6 +269,8 @@ pub struct StatsLine {
     pub speaker_margin_ms: f64,
     /// See [`CallStats`].
     pub mic_to_speaker_ms: Option<f64>,
+    /// See [`CallStats`].
+    pub lip_sync_hold_ms: f64,
     /// How much later the peer's sound is heard than its picture is seen, ms (negative: sound first).
     pub av_offset_ms: Option<f64>,
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
 
-use crate::components::{CallInfo, Clock, Local, Muted, Remote};
+use crate::components::{CallInfo, Clock, Local, Muted, Remote, VideoSync};
 use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerSink, RATE};
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
@@ -135,7 +135,7 @@ impl AudioDevices {
 /// Microphone frames waiting to be encoded, with their capture time.
 #[derive(Resource, Debug, Default)]
 pub struct CapturedAudio {
-    /// 20 ms frames of 48 kHz mono.
+    /// `FRAME_MS` frames of 48 kHz mono.
     pub frames: VecDeque<(Vec<i16>, u64)>,
 }
 
@@ -144,6 +144,8 @@ pub struct AudioSender {
     encoder: Option<OpusEncoder>,
     seq: u32,
     timestamp: u32,
+    /// The last packet sent, carried again by the next one.
+    previous: Option<Vec<u8>>,
 }
 
 impl AudioSender {
@@ -160,6 +162,7 @@ impl AudioSender {
             encoder,
             seq: 0,
             timestamp: 0,
+            previous: None,
         }
     }
 }
@@ -218,7 +221,12 @@ pub struct AudioReceiver {
     scaled: Vec<i16>,
     /// How far above one device buffer the speaker's ring is kept.
     margin: PlayoutMargin,
+    /// Sequence number and capture time of the packets received lately.
+    captured: VecDeque<(u32, u64)>,
 }
+
+/// Capture times remembered for the packets in the jitter buffer: more than its capacity.
+const CAPTURE_TIMES: usize = 256;
 
 impl AudioReceiver {
     /// A receiver with an empty jitter buffer.
@@ -228,13 +236,15 @@ impl AudioReceiver {
                 frame: Duration::from_millis(u64::from(FRAME_MS)),
                 min_delay: Duration::from_millis(u64::from(FRAME_MS / 2)),
                 max_delay: Duration::from_millis(300),
-                capacity: 64,
+                // twice the longest delay in frames
+                capacity: (2 * 300 / FRAME_MS) as usize,
             }),
             decoder: OpusDecoder::new().ok(),
             pcm: vec![0; FRAME_SAMPLES],
             scaled: Vec::with_capacity(FRAME_SAMPLES),
             margin: PlayoutMargin::default(),
             pace: SpeakerPace::default(),
+            captured: VecDeque::with_capacity(CAPTURE_TIMES),
         }
     }
 }
@@ -253,6 +263,7 @@ pub fn capture_audio(
     mut captured: ResMut<CapturedAudio>,
 ) {
     devices.maintain(clock.now);
+    let device_us = u64::from(devices.buffer_ms) * 1000;
     let Some(mic) = devices.mic.as_mut() else {
         return;
     };
@@ -262,8 +273,9 @@ pub fn capture_audio(
         if !mic.read(&mut frame) {
             break;
         }
-        // the first sample of this frame was captured `waiting` samples ago
-        let age_us = waiting as u64 * 1_000_000 / u64::from(RATE);
+        // the first sample of this frame was captured `waiting` samples ago, and spent one
+        // device buffer in the sound card before that
+        let age_us = waiting as u64 * 1_000_000 / u64::from(RATE) + device_us;
         let capture_us = unix_micros().saturating_sub(age_us);
         if !*local {
             captured.frames.push_back((frame, capture_us));
@@ -287,6 +299,7 @@ pub fn encode_audio(
         let timestamp = sender.timestamp;
         sender.timestamp = sender.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         if call.state != CallState::Connected {
+            sender.previous = None;
             continue;
         }
         let Some(enc) = sender.encoder.as_mut() else {
@@ -294,20 +307,28 @@ pub fn encode_audio(
         };
         match enc.encode(&pcm) {
             Ok(payload) => {
+                // each packet carries the one before it too: at 5 ms frames that costs ~20
+                // bytes a packet and turns a lone loss into a real frame, not a guess
+                let previous = sender.previous.replace(payload.clone());
                 out.packets.push(AudioFrame {
                     seq: sender.seq,
                     timestamp,
                     capture_us,
                     payload,
+                    previous,
                 });
                 sender.seq = sender.seq.wrapping_add(1);
             }
-            Err(e) => tracing::warn!("Opus encode: {e}"),
+            Err(e) => {
+                sender.previous = None;
+                tracing::warn!("Opus encode: {e}");
+            }
         }
     }
 }
 
 /// Stage 5: jitter buffer in, speaker out, paced by the speaker.
+#[allow(clippy::too_many_arguments)]
 pub fn play_audio(
     mut receiver: NonSendMut<AudioReceiver>,
     mut devices: NonSendMut<AudioDevices>,
@@ -316,6 +337,7 @@ pub fn play_audio(
     clock: Res<Clock>,
     remote: Single<Has<Muted>, With<Remote>>,
     mut stats: ResMut<CallStats>,
+    mut sync: ResMut<VideoSync>,
 ) {
     let rx = &mut *receiver;
     let buffer_ms = devices.buffer_ms;
@@ -326,6 +348,10 @@ pub fn play_audio(
     }
     for (pkt, arrival) in incoming.packets.drain(..) {
         stats.audio_received += 1;
+        if rx.captured.len() >= CAPTURE_TIMES {
+            rx.captured.pop_front();
+        }
+        rx.captured.push_back((pkt.seq, pkt.capture_us));
         rx.jitter.push(
             AudioPacket {
                 seq: pkt.seq,
@@ -334,6 +360,9 @@ pub fn play_audio(
             },
             arrival,
         );
+        if let Some(p) = pkt.previous {
+            rx.jitter.push_copy(pkt.seq.wrapping_sub(1), p);
+        }
     }
     let Some(speaker) = devices.speaker.as_mut() else {
         return;
@@ -362,9 +391,17 @@ pub fn play_audio(
         let n = match (rx.jitter.pop(clock.now), rx.decoder.as_mut()) {
             (Playout::Packet(p), Some(d)) => {
                 excess_ms = rx.jitter.excess_ms() - below_ms;
+                // when this frame will be heard: after the ring ahead of it and the device
+                let seq = rx.jitter.last_seq();
+                if let Some(&(_, capture_us)) = rx.captured.iter().rev().find(|c| Some(c.0) == seq)
+                {
+                    let ahead_us = speaker.buffered() as u64 * 1_000_000 / u64::from(RATE)
+                        + u64::from(buffer_ms) * 1000;
+                    sync.0
+                        .audio_played(capture_us, unix_micros() + ahead_us, clock.now);
+                }
                 d.decode(&p, &mut rx.pcm)
             }
-            (Playout::Fec(next), Some(d)) => d.decode_fec(&next, &mut rx.pcm),
             (Playout::Conceal, Some(d)) => d.conceal(&mut rx.pcm),
             _ => {
                 rx.pcm.fill(0);

@@ -3,12 +3,19 @@
 //! Decoding runs on a worker thread: the tick hands frames over and collects pictures, so a
 //! slow frame never delays the audio or the other stages.
 
+use std::time::Instant;
+
 use bevy_ecs::prelude::*;
 
-use crate::components::{Clock, Incoming, KeyframeFeedback, Remote, VideoStream};
+use crate::components::{
+    CallInfo, Clock, Incoming, KeyframeFeedback, Remote, VideoStream, VideoSync,
+};
+use crate::media::frame::unix_micros;
 use crate::media::stream_decoder::{DecodeOutcome, StreamDecoder};
 use crate::media::worker::{Wake, Worker};
+use crate::media::VideoFrame;
 use crate::proto::fragment::CompleteFrame;
+use crate::session::CallState;
 use crate::stats::CallStats;
 
 /// Frames handed to the decoder and not yet collected, at most.
@@ -73,17 +80,25 @@ impl Decoder {
     }
 }
 
-/// Hands every complete frame to the decoder in order; shows the newest good picture.
+/// Hands every complete frame to the decoder in order; shows the newest good picture when
+/// its sound is due (see [`VideoSync`]).
+#[allow(clippy::too_many_arguments)]
 pub fn decode(
     mut decoder: ResMut<Decoder>,
     mut incoming: ResMut<Incoming>,
     mut feedback: ResMut<KeyframeFeedback>,
     mut stats: ResMut<CallStats>,
+    mut sync: ResMut<VideoSync>,
+    call: Res<CallInfo>,
     clock: Res<Clock>,
     mut remote: Single<&mut VideoStream, With<Remote>>,
 ) {
     let decoder = &mut *decoder;
+    if call.state != CallState::Connected {
+        sync.0.clear();
+    }
     if std::mem::take(&mut feedback.new_stream) {
+        sync.0.clear();
         decoder.generation += 1;
         let g = decoder.generation;
         if let Some(w) = decoder.worker() {
@@ -111,31 +126,58 @@ pub fn decode(
             feedback.need_keyframe = Some(meta.frame_id);
         }
     }
-    let Some(w) = decoder.worker.as_mut() else {
-        return;
-    };
-    while let Some((g, outcome)) = w.try_next() {
-        if g != decoder.generation {
-            continue;
-        }
-        match outcome {
-            DecodeOutcome::Picture(pic) => {
-                if remote.fresh && remote.frame.is_some() {
-                    stats.frames_superseded += 1;
+    let now_us = unix_micros();
+    if let Some(w) = decoder.worker.as_mut() {
+        while let Some((g, outcome)) = w.try_next() {
+            if g != decoder.generation {
+                continue;
+            }
+            match outcome {
+                DecodeOutcome::Picture(pic) => {
+                    let capture_us = pic.capture_us;
+                    let hold = sync.0.hold_us(capture_us, now_us, clock.now);
+                    stats.lip_sync_hold_ms = hold as f64 / 1000.0;
+                    if let Some(pic) = sync.0.push(pic, capture_us, now_us, clock.now) {
+                        show(&mut remote, &mut stats, pic, clock.now);
+                    }
                 }
-                remote.set(pic, clock.now);
-            }
-            DecodeOutcome::NoPicture => {}
-            DecodeOutcome::Skipped { frame_id } => {
-                stats.frames_skipped += 1;
-                remote.stalled = true;
-                feedback.need_keyframe = Some(frame_id);
-            }
-            DecodeOutcome::Failed { frame_id } => {
-                stats.decode_errors += 1;
-                remote.stalled = true;
-                feedback.need_keyframe = Some(frame_id);
+                DecodeOutcome::NoPicture => {}
+                DecodeOutcome::Skipped { frame_id } => {
+                    flush(&mut sync, &mut remote, &mut stats, clock.now);
+                    stats.frames_skipped += 1;
+                    remote.stalled = true;
+                    feedback.need_keyframe = Some(frame_id);
+                }
+                DecodeOutcome::Failed { frame_id } => {
+                    flush(&mut sync, &mut remote, &mut stats, clock.now);
+                    stats.decode_errors += 1;
+                    remote.stalled = true;
+                    feedback.need_keyframe = Some(frame_id);
+                }
             }
         }
     }
+    let released = sync.0.release(now_us);
+    stats.frames_superseded += released.superseded;
+    if let Some(pic) = released.show {
+        show(&mut remote, &mut stats, pic, clock.now);
+    }
+}
+
+/// Puts the held pictures up at once: the stream just broke, and the stall mark must stay
+/// on the last good picture.
+fn flush(sync: &mut VideoSync, remote: &mut VideoStream, stats: &mut CallStats, now: Instant) {
+    let released = sync.0.release(u64::MAX);
+    stats.frames_superseded += released.superseded;
+    if let Some(pic) = released.show {
+        show(remote, stats, pic, now);
+    }
+}
+
+/// Puts a picture up, counting the one it replaces if that was never drawn.
+fn show(remote: &mut VideoStream, stats: &mut CallStats, pic: VideoFrame, now: Instant) {
+    if remote.fresh && remote.frame.is_some() {
+        stats.frames_superseded += 1;
+    }
+    remote.set(pic, now);
 }

@@ -433,6 +433,7 @@ pub fn stats_line(
         speaker_buffered_ms: stats.speaker_buffered_ms,
         speaker_margin_ms: stats.speaker_margin_ms,
         mic_to_speaker_ms: stats.mic_to_speaker_ms,
+        lip_sync_hold_ms: stats.lip_sync_hold_ms,
         av_offset_ms: stats
             .mic_to_speaker_ms
             .zip(stats.latency_total.quantile_ms(0.5))

@@ -87,6 +87,17 @@ fn messages(c: &mut Corpus) {
                 timestamp: 960,
                 capture_us: 9,
                 payload: vec![0x78, 0x01, 0x02, 0x03],
+                previous: None,
+            }),
+        ),
+        (
+            "audio_with_copy",
+            Message::Audio(AudioFrame {
+                seq: 9,
+                timestamp: 1200,
+                capture_us: 10,
+                payload: vec![0x78, 0x04, 0x05],
+                previous: Some(vec![0x78, 0x01, 0x02, 0x03]),
             }),
         ),
     ];
@@ -192,7 +203,7 @@ fn reassembler(c: &mut Corpus) {
     c.put("reassembler", "nack_and_hold", &s);
 }
 
-/// Real Opus packets of a tone, with in-band FEC.
+/// Real Opus packets of a tone.
 fn opus_packets(n: usize) -> Vec<Vec<u8>> {
     let mut enc = OpusEncoder::new(24_000, 20).expect("encoder");
     let mut t = 0usize;
@@ -216,7 +227,8 @@ fn jitter(c: &mut Corpus) {
     let pkts = opus_packets(40);
     let push = |adv_ms: u8, seq: u32, payload: &[u8]| {
         let mut b = seq.to_le_bytes().to_vec();
-        b.extend_from_slice(&seq.wrapping_mul(480).to_le_bytes());
+        // an odd timestamp also offers the payload as the copy of the packet before
+        b.extend_from_slice(&(seq.wrapping_mul(480) | (seq & 1)).to_le_bytes());
         b.extend_from_slice(payload);
         record((adv_ms << 1) | 1, &b)
     };
@@ -229,7 +241,7 @@ fn jitter(c: &mut Corpus) {
     }
     c.put("jitter_buffer", "steady", &s);
 
-    // jitter, a loss (FEC then concealment), reordering and a duplicate
+    // jitter, a loss (a copy or concealment), reordering and a duplicate
     let mut s = CFG.to_vec();
     let order = [0usize, 1, 3, 2, 4, 4, 6, 8, 7, 9, 10, 11, 13, 12, 14, 15];
     for (k, &i) in order.iter().enumerate() {
@@ -269,9 +281,8 @@ fn jitter(c: &mut Corpus) {
 
 fn opus(c: &mut Corpus) {
     let pkts = opus_packets(12);
-    // ctl & 3: 0 decode, 1 decode_fec, 2 conceal; (ctl >> 2) & 7 picks the buffer size
+    // ctl & 3: 2 conceals, the others decode; (ctl >> 2) & 7 picks the buffer size
     const DECODE_480: u8 = 3 << 2;
-    const FEC_480: u8 = 1 | (3 << 2);
     const CONCEAL_480: u8 = 2 | (3 << 2);
     const DECODE_5760: u8 = 6 << 2;
     let mut s = Vec::new();
@@ -279,7 +290,7 @@ fn opus(c: &mut Corpus) {
         match i % 4 {
             0 => s.extend(record(DECODE_480, p)),
             1 => {
-                s.extend(record(FEC_480, p));
+                s.extend(record(CONCEAL_480, &[]));
                 s.extend(record(DECODE_480, p));
             }
             2 => s.extend(record(CONCEAL_480, &[])),

@@ -4,7 +4,8 @@
 //! Input: four config bytes (frame `b0 % 61` ms, 0 meaning the default; min delay `b1 × 2`
 //! ms; max delay `b2 × 4` ms; capacity `b3`), then records (`prattle_fuzz::Records`). A
 //! record's control byte moves the clock by `ctl >> 1` ms; odd is a push whose body is
-//! `seq u32 LE | timestamp u32 LE | payload`, even is a pop.
+//! `seq u32 LE | timestamp u32 LE | payload`, even is a pop. A push whose timestamp is odd
+//! also offers its payload as the copy of the packet before it (`push_copy`).
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -40,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
             let seq = u32_le(body);
             let timestamp = u32_le(body.get(4..).unwrap_or_default());
             let payload = body.get(8..).unwrap_or_default().to_vec();
+            if timestamp & 1 == 1 {
+                jb.push_copy(seq.wrapping_sub(1), payload.clone());
+            }
             jb.push(
                 AudioPacket {
                     seq,
@@ -54,7 +58,6 @@ fuzz_target!(|data: &[u8]| {
         }
         let n = match jb.pop(now) {
             Playout::Packet(p) => dec.decode(&p, &mut pcm),
-            Playout::Fec(next) => dec.decode_fec(&next, &mut pcm),
             Playout::Conceal => dec.conceal(&mut pcm),
             Playout::Silence => Ok(0),
         };

@@ -1,7 +1,7 @@
-//! `OpusDecoder::decode`, `decode_fec` and `conceal` on arbitrary packets and buffer sizes.
+//! `OpusDecoder::decode` and `conceal` on arbitrary packets and buffer sizes.
 //!
 //! Input: records (`prattle_fuzz::Records`), all for one decoder. A record's control byte
-//! picks the call (`ctl & 3`: 0 and 3 decode, 1 decode_fec, 2 conceal) and the output buffer
+//! picks the call (`ctl & 3`: 2 conceals, the others decode) and the output buffer
 //! size (`OUT[ctl >> 2 & 7]` samples); the body is the packet.
 #![no_main]
 
@@ -17,7 +17,6 @@ fuzz_target!(|data: &[u8]| {
     for (ctl, packet) in Records::new(data) {
         let out = &mut pcm[..OUT[usize::from(ctl >> 2 & 7)]];
         let got = match ctl & 3 {
-            1 => dec.decode_fec(packet, out),
             2 => dec.conceal(out),
             _ => dec.decode(packet, out),
         };

@@ -9,7 +9,7 @@
 //! clock drift visible as a slow change of the delay, which the buffer then corrects by
 //! dropping a frame (sender faster) or inserting a concealed one (sender slower).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Sequence jumps beyond this are "absurd": a reset candidate, not a packet to buffer.
@@ -77,8 +77,6 @@ impl Default for JitterConfig {
 pub enum Playout {
     /// The frame's own packet: decode normally.
     Packet(Vec<u8>),
-    /// This frame is missing but the next one is here: decode this (next) payload with FEC.
-    Fec(Vec<u8>),
     /// Missing (or a deliberately inserted frame): run packet-loss concealment.
     Conceal,
     /// Not started yet, or the stream stopped: play silence.
@@ -98,9 +96,10 @@ pub struct JitterStats {
     pub dropped_overflow: u64,
     /// Slots whose packet never came in time.
     pub lost: u64,
-    /// Lost slots rebuilt from the next packet's FEC.
+    /// Of the lost slots, those played from the copy a later packet carried (see
+    /// [`JitterBuffer::push_copy`]).
     pub recovered_fec: u64,
-    /// `Conceal` outputs: lost slots without FEC plus frames inserted to grow the delay.
+    /// `Conceal` outputs: lost slots plus frames inserted to grow the delay.
     pub concealed: u64,
     /// Frames dropped to bring the delay back down (clock drift, bursts, playout stalls).
     pub skipped_for_drift: u64,
@@ -124,6 +123,8 @@ pub struct JitterBuffer {
     frame_ms: f64,
     stats: JitterStats,
     buf: BTreeMap<u64, Vec<u8>>,
+    /// Slots in `buf` filled from a copy, whose own packet has not come.
+    copies: BTreeSet<u64>,
     /// Extended seq of the next slot to play (provisional until playout first starts).
     next: u64,
     have_ref: bool,
@@ -161,6 +162,7 @@ impl JitterBuffer {
             frame_ms,
             stats: JitterStats::default(),
             buf: BTreeMap::new(),
+            copies: BTreeSet::new(),
             next: EXT_ORIGIN,
             have_ref: false,
             started: false,
@@ -187,6 +189,28 @@ impl JitterBuffer {
     pub fn push(&mut self, pkt: AudioPacket, arrival: Instant) {
         self.stats.received += 1;
         self.push_counted(pkt, arrival);
+    }
+
+    /// Offers the copy of frame `seq` that a later packet carried. It fills the slot only if
+    /// that frame's own packet has not come and its slot is still ahead; it says nothing
+    /// about the network's timing (it travelled a frame late by design), so it is not
+    /// counted as received.
+    pub fn push_copy(&mut self, seq: u32, payload: Vec<u8>) {
+        if !self.have_ref || self.candidate.is_some() {
+            return;
+        }
+        let d = i64::from(seq.wrapping_sub(self.next as u32) as i32);
+        if !(0..=MAX_SEQ_JUMP).contains(&d) {
+            return;
+        }
+        let ext = self.next.saturating_add_signed(d);
+        if self.buf.contains_key(&ext) {
+            return;
+        }
+        self.insert(ext, payload);
+        if self.buf.contains_key(&ext) {
+            self.copies.insert(ext);
+        }
     }
 
     /// Returns what to play for the next frame; call once per frame on the playout clock.
@@ -266,10 +290,6 @@ impl JitterBuffer {
             self.dry_lost += 1;
         }
         self.advance(false);
-        if let Some(next) = self.buf.get(&self.next) {
-            self.stats.recovered_fec += 1;
-            return Playout::Fec(next.clone());
-        }
         self.stats.concealed += 1;
         Playout::Conceal
     }
@@ -282,6 +302,12 @@ impl JitterBuffer {
         } else {
             0.0
         }
+    }
+
+    /// The sequence number of the slot the last `pop` handed out, while playing.
+    pub fn last_seq(&self) -> Option<u32> {
+        // the low 32 bits of an extended seq are the wire seq
+        self.started.then(|| self.next.wrapping_sub(1) as u32)
     }
 
     /// Current counters and delays.
@@ -336,7 +362,13 @@ impl JitterBuffer {
             }
         }
         if self.buf.contains_key(&ext) {
-            self.stats.duplicates += 1;
+            if !self.copies.remove(&ext) {
+                self.stats.duplicates += 1;
+                return;
+            }
+            // a copy got here first; the packet itself still tells the network's timing
+            self.consecutive_late = 0;
+            self.record_timing(ext, arrival);
             return;
         }
         self.consecutive_late = 0;
@@ -351,13 +383,17 @@ impl JitterBuffer {
             let newest = self.buf.last_key_value().map_or(0, |(k, _)| *k);
             if newest >= window_end && ext < newest {
                 // Something far ahead (likely junk) gives way to a packet we need sooner.
-                self.buf.pop_last();
+                if let Some((k, _)) = self.buf.pop_last() {
+                    self.copies.remove(&k);
+                }
             } else if ext >= window_end {
                 self.stats.dropped_overflow += 1;
                 return;
             } else {
                 // Within the window the oldest audio is the least useful to a live call.
-                self.buf.pop_first();
+                if let Some((k, _)) = self.buf.pop_first() {
+                    self.copies.remove(&k);
+                }
                 if !self.ever_started {
                     self.next = self
                         .buf
@@ -408,6 +444,7 @@ impl JitterBuffer {
     /// jitter history (same network path).
     fn restart_stream(&mut self) {
         self.buf.clear();
+        self.copies.clear();
         self.next = EXT_ORIGIN;
         self.origin = EXT_ORIGIN;
         self.have_ref = false;
@@ -450,6 +487,14 @@ impl JitterBuffer {
     }
 
     fn advance(&mut self, had_packet: bool) {
+        if had_packet && self.copies.first() == Some(&self.next) {
+            // its own packet never came: lost, and recovered
+            self.stats.lost += 1;
+            self.stats.recovered_fec += 1;
+        }
+        while self.copies.first().is_some_and(|&k| k <= self.next) {
+            self.copies.pop_first();
+        }
         self.next += 1;
         self.played = (self.played << 1) | u128::from(had_packet);
     }
@@ -600,8 +645,19 @@ mod tests {
     fn run(
         jb: &mut JitterBuffer,
         t0: Instant,
+        arrivals: Vec<(u64, AudioPacket)>,
+        pops: impl IntoIterator<Item = u64>,
+    ) -> Run {
+        run_with(jb, t0, arrivals, pops, false)
+    }
+
+    /// [`run`], where each packet also carries a copy of the one before it when `copies`.
+    fn run_with(
+        jb: &mut JitterBuffer,
+        t0: Instant,
         mut arrivals: Vec<(u64, AudioPacket)>,
         pops: impl IntoIterator<Item = u64>,
+        copies: bool,
     ) -> Run {
         arrivals.sort_by_key(|a| a.0);
         let mut arrivals = arrivals.into_iter().peekable();
@@ -612,7 +668,11 @@ mod tests {
                     break;
                 }
                 if let Some((t, pk)) = arrivals.next() {
+                    let before = pk.seq.wrapping_sub(1);
                     jb.push(pk, t0 + Duration::from_micros(t));
+                    if copies {
+                        jb.push_copy(before, pkt(before).payload);
+                    }
                     r.pushed += 1;
                     r.max_len = r.max_len.max(jb.buf.len());
                 }
@@ -695,42 +755,62 @@ mod tests {
     }
 
     #[test]
-    fn burst_loss_counted_and_single_losses_use_fec() {
+    fn burst_loss_counted_and_single_losses_played_from_the_copy() {
         let mut jb = JitterBuffer::new(cfg());
         let t0 = Instant::now();
         let dropped = |i: u32| (500..505).contains(&i) || [800, 1100, 1400].contains(&i);
         let arr = stream(0, 2000, 20_000.0, 30_000.0, |_| 0.0, |i| !dropped(i));
-        let r = run(&mut jb, t0, arr, pops(2000, 11_000));
+        let r = run_with(&mut jb, t0, arr, pops(2000, 11_000), true);
         let s = jb.stats();
+        // Every single loss, and the last of the burst, is played from the copy the next
+        // packet carried; the burst's first slot is held once (it might have been late)
+        // before it counts as lost.
         assert_eq!(s.lost, 8);
         assert_eq!(s.late, 0);
-        // Every single loss, and the last of the burst, is rebuilt from the next packet; the
-        // burst's first slot is held once (it might have been late) before it counts as lost.
+        assert_eq!(s.duplicates, 0);
         assert_eq!(s.recovered_fec, 4);
         assert_eq!(s.concealed, 5);
-        let fec_seqs: Vec<u32> = r
-            .out
-            .iter()
-            .filter_map(|(_, p)| match p {
-                Playout::Fec(b) => Some(seq_of(b)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(fec_seqs, vec![505, 801, 1101, 1401]);
-        // The packet used for FEC is still played normally right after.
-        for (i, (_, p)) in r.out.iter().enumerate() {
-            if let Playout::Fec(b) = p {
-                assert_eq!(r.out[i + 1].1, Playout::Packet(b.clone()));
-            }
+        for q in [504, 800, 1100, 1400] {
+            assert!(r.played.contains(&q), "{q} not played");
+        }
+        for q in 500..504 {
+            assert!(!r.played.contains(&q), "{q} played");
         }
         r.assert_in_order_once();
         // (the held frame raised the delay by one frame; without a player that speeds up, one
         // frame is skipped later to take it back)
         assert!(s.skipped_for_drift <= 1);
         assert_eq!(
-            r.played.len() + 8 + s.skipped_for_drift as usize,
+            r.played.len() + 4 + s.skipped_for_drift as usize, // 500..504 never played
             r.played.last().map_or(0, |&x| x as usize) + 1
         );
+    }
+
+    #[test]
+    fn a_copy_never_replaces_a_packet_and_a_packet_after_its_copy_is_no_duplicate() {
+        let mut jb = JitterBuffer::new(cfg());
+        let t0 = Instant::now();
+        // 1 is reordered behind 2, which carries its copy; 3 and 4 come in order
+        jb.push(pkt(0), t0);
+        jb.push(pkt(2), t0 + Duration::from_millis(40));
+        jb.push_copy(1, pkt(1).payload);
+        jb.push(pkt(1), t0 + Duration::from_millis(41));
+        jb.push(pkt(3), t0 + Duration::from_millis(60));
+        // a copy of something already here, or long gone, changes nothing
+        jb.push_copy(2, vec![9, 9, 9, 9]);
+        jb.push_copy(u32::MAX, vec![9, 9, 9, 9]);
+        let s = jb.stats();
+        assert_eq!((s.received, s.duplicates, s.late), (4, 0, 0));
+        let mut played = Vec::new();
+        for k in 0..8 {
+            if let Playout::Packet(b) = jb.pop(t0 + Duration::from_millis(61 + 20 * k)) {
+                played.push(seq_of(&b));
+            }
+        }
+        // (0 may be skipped as stale when playout starts)
+        assert!(played.ends_with(&[1, 2, 3]), "{played:?}");
+        // 1's own packet came, so nothing was recovered
+        assert_eq!(jb.stats().recovered_fec, 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod frame;
 pub mod h264;
 pub mod jitter;
 pub mod ladder;
+pub mod lip_sync;
 pub mod mjpeg;
 pub mod opus_codec;
 pub mod pattern;

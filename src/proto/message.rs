@@ -43,8 +43,9 @@ pub const MAX_NACK_INDICES: usize = 128;
 /// Marks a request for a whole frame.
 const NACK_ALL: u16 = u16::MAX;
 
-/// Largest encoded audio frame we carry (Opus at 510 kbit/s for 20 ms is 1275; we use far less).
-pub const MAX_AUDIO_PAYLOAD: usize = 1000;
+/// Largest encoded audio frame we carry: Opus at our highest bitrate (256 kbit/s) takes 160
+/// bytes for a 5 ms frame and 320 for 10 ms; two of them fit in one datagram.
+pub const MAX_AUDIO_PAYLOAD: usize = 600;
 
 const FLAG_CAMERA_ON: u8 = 1;
 const FLAG_MUTED: u8 = 2;
@@ -253,6 +254,13 @@ pub struct AudioFrame {
     pub capture_us: u64,
     /// The Opus packet.
     pub payload: Vec<u8>,
+    /// The previous frame's Opus packet (`seq - 1`) once more, so that a lost packet is
+    /// replaced by a real copy from the next one instead of a guess.
+    pub previous: Option<Vec<u8>>,
+}
+
+fn audio_payload_ok(p: &[u8]) -> bool {
+    !p.is_empty() && p.len() <= MAX_AUDIO_PAYLOAD
 }
 
 impl Message {
@@ -331,14 +339,21 @@ impl Message {
                 }
             }
             Message::Audio(a) => {
-                if a.payload.is_empty() || a.payload.len() > MAX_AUDIO_PAYLOAD {
+                if !audio_payload_ok(&a.payload)
+                    || !a.previous.as_deref().is_none_or(audio_payload_ok)
+                {
                     return Err(ProtoError::Invalid("audio payload size"));
                 }
                 w.u8(KIND_AUDIO);
                 w.u32(a.seq);
                 w.u32(a.timestamp);
                 w.u64(a.capture_us);
+                // the length fits: it was checked against MAX_AUDIO_PAYLOAD
+                w.u16(a.payload.len() as u16);
                 w.bytes(&a.payload);
+                if let Some(p) = &a.previous {
+                    w.bytes(p);
+                }
             }
             Message::Video(v) => {
                 validate_video(v)?;
@@ -466,8 +481,13 @@ impl Message {
                 let seq = r.u32()?;
                 let timestamp = r.u32()?;
                 let capture_us = r.u64()?;
-                let payload = r.rest().to_vec();
-                if payload.is_empty() || payload.len() > MAX_AUDIO_PAYLOAD {
+                let len = usize::from(r.u16()?);
+                if len == 0 || len > MAX_AUDIO_PAYLOAD {
+                    return Err(ProtoError::Invalid("audio payload size"));
+                }
+                let payload = r.take(len)?.to_vec();
+                let rest = r.rest();
+                if rest.len() > MAX_AUDIO_PAYLOAD {
                     return Err(ProtoError::Invalid("audio payload size"));
                 }
                 Message::Audio(AudioFrame {
@@ -475,6 +495,7 @@ impl Message {
                     timestamp,
                     capture_us,
                     payload,
+                    previous: (!rest.is_empty()).then(|| rest.to_vec()),
                 })
             }
             other => return Err(ProtoError::UnknownKind(other)),
@@ -666,6 +687,14 @@ mod tests {
                 timestamp: 960,
                 capture_us: 5,
                 payload: vec![0xF8; 60],
+                previous: None,
+            }),
+            Message::Audio(AudioFrame {
+                seq: 2,
+                timestamp: 1200,
+                capture_us: 6,
+                payload: vec![0xF8; 20],
+                previous: Some(vec![0xF8; 21]),
             }),
         ]
     }
@@ -683,9 +712,16 @@ mod tests {
         for m in all_messages() {
             let bytes = m.encode().expect("encode");
             for n in 0..bytes.len() {
-                if let Message::Video(_) | Message::Audio(_) = m {
-                    if n > VIDEO_HEADER_LEN || (matches!(m, Message::Audio(_)) && n > 20) {
-                        // a shorter payload is still a valid fragment
+                if matches!(m, Message::Video(_)) && n > VIDEO_HEADER_LEN {
+                    // a shorter payload is still a valid fragment
+                    continue;
+                }
+                if let Message::Audio(AudioFrame {
+                    previous: Some(p), ..
+                }) = &m
+                {
+                    if n >= bytes.len() - p.len() {
+                        // a shorter copy of the previous frame, or none, is still valid
                         continue;
                     }
                 }

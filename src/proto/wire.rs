@@ -52,7 +52,8 @@ impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
         Self { buf }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
+    /// Reads the next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
         if self.buf.len() < n {
             return Err(ProtoError::Truncated);
         }

@@ -1,0 +1,242 @@
+//! Keeps the peer's picture in step with its sound. The sound goes through a jitter buffer
+//! and two sound-device buffers, so it is heard later than an unheld picture is shown (here
+//! 25–30 ms at 480p on a clean link, more on a jittery one). A picture is held until at
+//! most `max_lag` before its sound is heard, and no longer than [`MAX_HOLD`]. With no sound
+//! playing (the peer muted, no microphone) nothing is held.
+//!
+//! Both streams are stamped with their capture time on the sender's clock. The sound's
+//! delay is measured on our clock from those stamps, so the offset between the two clocks is
+//! in it, and it cancels out when the picture's due time is computed from its own stamp.
+//!
+//! Sans-IO: the caller passes the clocks in.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A picture is never held longer than this, however late the sound is.
+pub const MAX_HOLD: Duration = Duration::from_millis(150);
+/// The sound's delay is trusted for this long after the last frame was played.
+const AUDIO_FRESH: Duration = Duration::from_millis(500);
+/// Weight of one new sound-delay sample: with a frame every 5 ms, about half a second.
+const SMOOTHING: f64 = 0.01;
+/// Pictures held at most; an older one beyond this is dropped as superseded.
+const MAX_HELD: usize = 8;
+
+/// The sound's delay and the pictures waiting for it.
+#[derive(Debug)]
+pub struct LipSync<T> {
+    max_lag_us: Option<u64>,
+    /// Capture → heard of the sound, µs, smoothed; with the time of its last sample.
+    audio: Option<(f64, Instant)>,
+    held: VecDeque<(T, u64)>,
+}
+
+/// What [`LipSync::release`] hands back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released<T> {
+    /// The newest picture that is due, to be shown now.
+    pub show: Option<T>,
+    /// Due pictures older than `show`, never shown.
+    pub superseded: u64,
+}
+
+impl<T> LipSync<T> {
+    /// Holds pictures until at most `max_lag` before their sound; `None` never holds.
+    pub fn new(max_lag: Option<Duration>) -> Self {
+        Self {
+            max_lag_us: max_lag.map(|d| d.as_micros() as u64),
+            audio: None,
+            held: VecDeque::new(),
+        }
+    }
+
+    /// A frame of sound captured at `capture_us` (sender's clock) will be heard at
+    /// `heard_us` (our clock).
+    pub fn audio_played(&mut self, capture_us: u64, heard_us: u64, now: Instant) {
+        let d = heard_us.saturating_sub(capture_us) as f64;
+        let fresh = self
+            .audio
+            .filter(|(_, t)| now.saturating_duration_since(*t) < AUDIO_FRESH);
+        let v = match fresh {
+            Some((v, _)) => v + SMOOTHING * (d - v),
+            None => d,
+        };
+        self.audio = Some((v, now));
+    }
+
+    /// Capture → heard of the sound, µs, while sound plays.
+    pub fn audio_delay_us(&self, now: Instant) -> Option<u64> {
+        self.audio
+            .filter(|(_, t)| now.saturating_duration_since(*t) < AUDIO_FRESH)
+            .map(|(v, _)| v as u64)
+    }
+
+    /// How long a picture captured at `capture_us` (sender's clock) waits if it is ready at
+    /// `now_us` (our clock).
+    pub fn hold_us(&self, capture_us: u64, now_us: u64, now: Instant) -> u64 {
+        let (Some(lag), Some(audio)) = (self.max_lag_us, self.audio_delay_us(now)) else {
+            return 0;
+        };
+        let due = capture_us.saturating_add(audio.saturating_sub(lag));
+        due.saturating_sub(now_us).min(MAX_HOLD.as_micros() as u64)
+    }
+
+    /// A decoded picture: handed back if it is due now, else held (see [`Self::release`]).
+    pub fn push(&mut self, pic: T, capture_us: u64, now_us: u64, now: Instant) -> Option<T> {
+        let hold = self.hold_us(capture_us, now_us, now);
+        if hold == 0 && self.held.is_empty() {
+            return Some(pic);
+        }
+        // pictures leave in order: one is never due before the one held ahead of it
+        let due = self
+            .held
+            .back()
+            .map_or(0, |(_, d)| *d)
+            .max(now_us.saturating_add(hold));
+        if self.held.len() >= MAX_HELD {
+            self.held.pop_front();
+        }
+        self.held.push_back((pic, due));
+        None
+    }
+
+    /// The newest held picture that is due at `now_us`, and how many older ones it replaces.
+    pub fn release(&mut self, now_us: u64) -> Released<T> {
+        let mut r = Released {
+            show: None,
+            superseded: 0,
+        };
+        while self.held.front().is_some_and(|(_, due)| *due <= now_us) {
+            if let Some((pic, _)) = self.held.pop_front() {
+                if r.show.replace(pic).is_some() {
+                    r.superseded += 1;
+                }
+            }
+        }
+        r
+    }
+
+    /// Forgets the held pictures (a new stream, or the call ended).
+    pub fn clear(&mut self) {
+        self.held.clear();
+    }
+
+    /// Pictures waiting.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1000;
+
+    fn with_sound(delay_ms: u64, now: Instant) -> LipSync<u32> {
+        let mut s = LipSync::new(Some(Duration::from_millis(15)));
+        s.audio_played(1_000 * MS, (1_000 + delay_ms) * MS, now);
+        s
+    }
+
+    #[test]
+    fn without_sound_nothing_waits() {
+        let now = Instant::now();
+        let mut s = LipSync::new(Some(Duration::from_millis(15)));
+        assert_eq!(s.push(1, 0, 5 * MS, now), Some(1));
+        // sound that stopped playing half a second ago no longer counts
+        s.audio_played(0, 100 * MS, now);
+        let later = now + AUDIO_FRESH;
+        assert_eq!(s.audio_delay_us(later), None);
+        assert_eq!(s.push(2, 0, 5 * MS, later), Some(2));
+    }
+
+    #[test]
+    fn switched_off_nothing_waits() {
+        let now = Instant::now();
+        let mut s = LipSync::new(None);
+        s.audio_played(0, 100 * MS, now);
+        assert_eq!(s.push(1, 0, 5 * MS, now), Some(1));
+    }
+
+    #[test]
+    fn a_picture_waits_until_its_sound_is_at_most_max_lag_behind() {
+        let now = Instant::now();
+        let mut s = with_sound(40, now);
+        // captured at 2000 ms, decoded 5 ms later: heard at 2040, so shown at 2025
+        assert_eq!(s.push(7, 2_000 * MS, 2_005 * MS, now), None);
+        assert_eq!(
+            s.release(2_024 * MS),
+            Released {
+                show: None,
+                superseded: 0
+            }
+        );
+        assert_eq!(
+            s.release(2_025 * MS),
+            Released {
+                show: Some(7),
+                superseded: 0
+            }
+        );
+        assert_eq!(s.held(), 0);
+        // a picture that is already later than that is not held at all
+        assert_eq!(s.push(8, 3_000 * MS, 3_030 * MS, now), Some(8));
+    }
+
+    #[test]
+    fn the_hold_is_capped() {
+        let now = Instant::now();
+        let mut s = with_sound(2_000, now);
+        assert_eq!(s.hold_us(0, 0, now), MAX_HOLD.as_micros() as u64);
+        assert_eq!(s.push(1, 0, 0, now), None);
+        assert_eq!(s.release(MAX_HOLD.as_micros() as u64).show, Some(1));
+    }
+
+    #[test]
+    fn pictures_leave_in_order_and_only_the_newest_due_is_shown() {
+        let now = Instant::now();
+        let mut s = with_sound(40, now);
+        assert_eq!(s.push(1, 0, 0, now), None); // due at 25 ms
+                                                // a later picture released early by a repaired hole still waits behind it
+        assert_eq!(s.push(2, 33 * MS, 60 * MS, now), None);
+        assert_eq!(s.push(3, 66 * MS, 70 * MS, now), None); // due at 91 ms
+        assert_eq!(
+            s.release(61 * MS),
+            Released {
+                show: Some(2),
+                superseded: 1
+            }
+        );
+        assert_eq!(s.release(90 * MS).show, None);
+        assert_eq!(s.release(91 * MS).show, Some(3));
+    }
+
+    #[test]
+    fn held_pictures_are_bounded_and_cleared() {
+        let now = Instant::now();
+        let mut s = with_sound(200, now);
+        for i in 0..100 {
+            assert_eq!(s.push(i, 0, 0, now), None);
+        }
+        assert_eq!(s.held(), MAX_HELD);
+        s.clear();
+        assert_eq!(
+            s.release(u64::MAX),
+            Released {
+                show: None,
+                superseded: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_sound_delay_is_smoothed() {
+        let now = Instant::now();
+        let mut s = with_sound(30, now);
+        // one late frame moves the estimate a little, not to 130 ms
+        s.audio_played(0, 130 * MS, now);
+        let d = s.audio_delay_us(now).unwrap_or(0);
+        assert!((30 * MS..32 * MS).contains(&d), "{d}");
+    }
+}
