@@ -411,13 +411,14 @@ pub fn clicks(n: usize, every_ms: usize) -> Vec<i16> {
     out
 }
 
-/// Onsets of loud bursts after at least 20 ms of quiet, in samples.
+/// Onsets of loud bursts after at least 10 ms of quiet, in samples. (20 ms missed the
+/// copy of a click that came through the call 21 ms after it.)
 pub fn onsets(x: &[i16], threshold: i16) -> Vec<usize> {
     let mut quiet = 0usize;
     let mut out = Vec::new();
     for (i, &v) in x.iter().enumerate() {
         if v.unsigned_abs() > threshold.unsigned_abs() {
-            if quiet >= 960 {
+            if quiet >= 480 {
                 out.push(i);
             }
             quiet = 0;
