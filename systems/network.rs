@@ -431,8 +431,14 @@ pub fn network(
         }
     }
 
-    for a in outgoing_audio.packets.drain(..) {
+    // the copy of the frame before goes with the video's parity: from the start of a call
+    // and while the peer reports loss, not on a link that has shown it is clean
+    let copies = net.parity.group().is_some();
+    for mut a in outgoing_audio.packets.drain(..) {
         let Some(peer) = peer else { continue };
+        if !copies {
+            a.previous = None;
+        }
         tracing::trace!(target: "audio_timing", "tx {} {} {}", a.seq, a.capture_us, crate::media::frame::unix_micros());
         match Message::Audio(a).encode() {
             Ok(bytes) => {

@@ -102,6 +102,62 @@ fn five_percent_loss_still_shows_most_frames() {
 }
 
 #[test]
+fn lost_audio_is_played_from_the_copy_the_next_packet_carries() {
+    let dir = scratch("lossy-audio");
+    let (pa, pb, pr) = (free_port(), free_port(), free_port());
+    let _relay = Killed(relay(pr, pa, "loss=5%", &dir.join("control")));
+    let wav = dir.join("a-hears.wav");
+    let a = Peer::start(
+        &dir,
+        "a",
+        pa,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--mic",
+            "none",
+            "--speaker",
+            wav.to_str().expect("utf-8 path"),
+            "--duration",
+            "40",
+        ],
+        &[],
+    );
+    let _b = Peer::start(
+        &dir,
+        "b",
+        pb,
+        &[
+            "--headless",
+            "--camera",
+            "test",
+            "--mic",
+            "tone",
+            "--speaker",
+            "none",
+            "--peer",
+            &format!("127.0.0.1:{pr}"),
+        ],
+        &[],
+    );
+    a.wait_for(Duration::from_secs(15), "sound", |l| {
+        num(l, "audio_received") > 100.0
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let last = a.last();
+    // while the link loses, each audio packet carries the one before it: a lone loss is
+    // played from that copy, and only two in a row are concealed
+    let (lost, copied) = (num(&last, "audio_lost"), num(&last, "audio_recovered_fec"));
+    eprintln!("5% loss: audio {lost} lost, {copied} played from the copy");
+    assert!(lost > 20.0, "{lost} audio packets lost at 5 %");
+    assert!(
+        copied >= 0.7 * lost,
+        "{copied} of {lost} lost packets played from the copy"
+    );
+}
+
+#[test]
 fn video_resumes_within_a_second_after_a_two_second_outage() {
     let dir = scratch("outage");
     let (pa, pb, pr) = (free_port(), free_port(), free_port());
