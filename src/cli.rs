@@ -176,7 +176,7 @@ fn parse_lip_sync(s: &str) -> Result<LipSyncLag, String> {
     match s.parse::<u64>() {
         Ok(ms) if ms <= 1000 => Ok(LipSyncLag(Some(Duration::from_millis(ms)))),
         _ => Err(format!(
-            "'{s}' is not a lip-sync lag: give milliseconds from 0 to 1000, e.g. 15, or off"
+            "'{s}' is not a lip-sync lag: give milliseconds from 0 to 1000, e.g. 10, or off"
         )),
     }
 }

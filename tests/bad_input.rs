@@ -66,4 +66,5 @@ fn out_of_range_numbers() {
     assert_refused(&["--fps", "0"], "fps");
     assert_refused(&["--quality", "500"], "quality");
     assert_refused(&["--port", "99999"], "port");
+    assert_refused(&["--lip-sync", "soon"], "off");
 }
