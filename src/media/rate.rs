@@ -216,6 +216,10 @@ impl RateController {
                 .is_none_or(|l| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
             if far_below {
                 (f64::from(self.current) * 1.25) as u32
+            } else if grew {
+                // near the link's rate a queue that grows, however short, means the last step
+                // crossed it: the next one (8 % more) would fill a 100 ms buffer in a second
+                return None;
             } else {
                 (f64::from(self.current) * 1.08) as u32 + 10_000
             }
@@ -454,6 +458,45 @@ mod tests {
         }
         assert!(rc.bitrate() < 1_000_000, "backed off: {queues:?}");
         assert!(queues.iter().all(|&q| q < 30), "caught early: {queues:?}");
+    }
+
+    #[test]
+    fn probing_at_the_link_rate_stops_while_the_queue_creeps_up() {
+        // 1 Mbit/s with 100 ms of buffer, for 15 s: after the slow start, every probe that
+        // crosses the link's rate makes the queue creep; the next step must wait, not add
+        // another 8 % and fill the buffer
+        let mut link = FluidLink::new(1_000_000.0, 100_000.0, 0.0);
+        let mut rc = RateController::new(
+            RateController::start_for(50_000, 1_500_000),
+            50_000,
+            1_500_000,
+        );
+        let mut now = Instant::now();
+        let mut queues = Vec::new();
+        for _ in 0..60 {
+            now += Duration::from_millis(250);
+            let (r, queue_ms) = link.step(&rc);
+            queues.push(queue_ms as u32);
+            rc.on_report(r, now);
+        }
+        let settled = &queues[20..];
+        let worst_jump = settled
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .max()
+            .unwrap_or(0);
+        assert_eq!(link.lost_bits, 0.0, "no loss; queues {queues:?}");
+        // (without the hold each crossing step added 25-30 ms in one report)
+        assert!(worst_jump <= 5, "no step fills the queue: {queues:?}");
+        assert!(
+            settled.iter().all(|&q| q < 20),
+            "the queue stays short: {queues:?}"
+        );
+        assert!(
+            (750_000..=1_050_000).contains(&rc.bitrate()),
+            "near the link's rate: {}",
+            rc.bitrate()
+        );
     }
 
     #[test]
