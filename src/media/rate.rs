@@ -334,6 +334,26 @@ mod tests {
             }
         }
 
+        /// A call allowed 1.5 Mbit/s from its slow start, `reports` reports long; returns the
+        /// controller, and the queue (ms) and the bitrate (kbit/s) after each report.
+        fn slow_start(&mut self, reports: usize) -> (RateController, Vec<u32>, Vec<u32>) {
+            let mut rc = RateController::new(
+                RateController::start_for(50_000, 1_500_000),
+                50_000,
+                1_500_000,
+            );
+            let mut now = Instant::now();
+            let (mut queues, mut rates) = (Vec::new(), Vec::new());
+            for _ in 0..reports {
+                now += Duration::from_millis(250);
+                let (r, queue_ms) = self.step(&rc);
+                queues.push(queue_ms as u32);
+                rc.on_report(r, now);
+                rates.push(rc.bitrate() / 1000);
+            }
+            (rc, queues, rates)
+        }
+
         /// Carries 250 ms of `rc`'s video; returns the report and the queue, ms.
         fn step(&mut self, rc: &RateController) -> (ReceiverReport, f64) {
             let sent = f64::from(rc.bitrate()) * 0.25;
@@ -417,24 +437,10 @@ mod tests {
         // the slow start's last step goes 20 % over, and is undone before the buffer fills;
         // later probes above the link's rate are undone the same way
         let mut link = FluidLink::new(800_000.0, 80_000.0, 0.0);
-        let mut rc = RateController::new(
-            RateController::start_for(50_000, 1_500_000),
-            50_000,
-            1_500_000,
-        );
-        let mut now = Instant::now();
-        let mut worst_queue_ms = 0.0f64;
-        let mut rates = Vec::new();
-        for _ in 0..80 {
-            now += Duration::from_millis(250);
-            let (r, queue_ms) = link.step(&rc);
-            worst_queue_ms = worst_queue_ms.max(queue_ms);
-            rc.on_report(r, now);
-            rates.push(rc.bitrate() / 1000);
-        }
+        let (rc, queues, rates) = link.slow_start(80);
         assert_eq!(
             link.lost_bits, 0.0,
-            "no loss; queue up to {worst_queue_ms:.0} ms, rates {rates:?}"
+            "no loss; queues {queues:?}, rates {rates:?}"
         );
         assert!(
             (550_000..=850_000).contains(&rc.bitrate()),
@@ -466,19 +472,7 @@ mod tests {
         // crosses the link's rate makes the queue creep; the next step must wait, not add
         // another 8 % and fill the buffer
         let mut link = FluidLink::new(1_000_000.0, 100_000.0, 0.0);
-        let mut rc = RateController::new(
-            RateController::start_for(50_000, 1_500_000),
-            50_000,
-            1_500_000,
-        );
-        let mut now = Instant::now();
-        let mut queues = Vec::new();
-        for _ in 0..60 {
-            now += Duration::from_millis(250);
-            let (r, queue_ms) = link.step(&rc);
-            queues.push(queue_ms as u32);
-            rc.on_report(r, now);
-        }
+        let (rc, queues, _) = link.slow_start(60);
         let settled = &queues[20..];
         let worst_jump = settled
             .windows(2)
