@@ -29,6 +29,8 @@ pub struct LipSync<T> {
     /// Capture → heard of the sound, µs, smoothed; with the time of its last sample.
     audio: Option<(f64, Instant)>,
     held: VecDeque<(T, u64)>,
+    /// Pictures dropped for lack of room since the last release.
+    overflowed: u64,
 }
 
 /// What [`LipSync::release`] hands back.
@@ -47,6 +49,7 @@ impl<T> LipSync<T> {
             max_lag_us: max_lag.map(|d| d.as_micros() as u64),
             audio: None,
             held: VecDeque::new(),
+            overflowed: 0,
         }
     }
 
@@ -93,18 +96,19 @@ impl<T> LipSync<T> {
             .back()
             .map_or(0, |(_, d)| *d)
             .max(now_us.saturating_add(hold));
-        if self.held.len() >= MAX_HELD {
-            self.held.pop_front();
+        if self.held.len() >= MAX_HELD && self.held.pop_front().is_some() {
+            self.overflowed += 1;
         }
         self.held.push_back((pic, due));
         None
     }
 
-    /// The newest held picture that is due at `now_us`, and how many older ones it replaces.
+    /// The newest held picture that is due at `now_us`, and how many older ones it replaces
+    /// (with those dropped for lack of room).
     pub fn release(&mut self, now_us: u64) -> Released<T> {
         let mut r = Released {
             show: None,
-            superseded: 0,
+            superseded: std::mem::take(&mut self.overflowed),
         };
         while self.held.front().is_some_and(|(_, due)| *due <= now_us) {
             if let Some((pic, _)) = self.held.pop_front() {
@@ -220,6 +224,17 @@ mod tests {
             assert_eq!(s.push(i, 0, 0, now), None);
         }
         assert_eq!(s.held(), MAX_HELD);
+        // every picture is either shown or counted
+        assert_eq!(
+            s.release(u64::MAX),
+            Released {
+                show: Some(99),
+                superseded: 99
+            }
+        );
+        for i in 0..3 {
+            assert_eq!(s.push(i, 0, 0, now), None);
+        }
         s.clear();
         assert_eq!(
             s.release(u64::MAX),
