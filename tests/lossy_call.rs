@@ -42,32 +42,37 @@ impl Drop for Killed {
     }
 }
 
+/// A call through the relay: A waits on its port, B calls it through a relay that applies
+/// `spec` each way (and reads `control`); both headless with the test pattern, plus their
+/// own arguments.
+fn call_through_relay(
+    dir: &Path,
+    spec: &str,
+    control: &Path,
+    a_args: &[&str],
+    b_args: &[&str],
+) -> (Killed, Peer, Peer) {
+    let (pa, pb, pr) = (free_port(), free_port(), free_port());
+    let relay = Killed(relay(pr, pa, spec, control));
+    let mut args = vec!["--headless", "--camera", "test"];
+    args.extend_from_slice(a_args);
+    let a = Peer::start(dir, "a", pa, &args, &[]);
+    let to = format!("127.0.0.1:{pr}");
+    let mut args = vec!["--headless", "--camera", "test", "--peer", &to];
+    args.extend_from_slice(b_args);
+    let b = Peer::start(dir, "b", pb, &args, &[]);
+    (relay, a, b)
+}
+
 #[test]
 fn five_percent_loss_still_shows_most_frames() {
     let dir = scratch("lossy");
-    let (pa, pb, pr) = (free_port(), free_port(), free_port());
-    let _relay = Killed(relay(pr, pa, "loss=5%", &dir.join("control")));
-    let a = Peer::start(
+    let (_relay, a, b) = call_through_relay(
         &dir,
-        "a",
-        pa,
-        &["--headless", "--camera", "test", "--duration", "40"],
-        &[],
-    );
-    let b = Peer::start(
-        &dir,
-        "b",
-        pb,
-        &[
-            "--headless",
-            "--camera",
-            "test",
-            "--size",
-            "1280x720",
-            "--peer",
-            &format!("127.0.0.1:{pr}"),
-        ],
-        &[],
+        "loss=5%",
+        &dir.join("control"),
+        &["--duration", "40"],
+        &["--size", "1280x720"],
     );
     let first = a.wait_for(Duration::from_secs(15), "the call", |l| {
         l["state"] == "connected" && num(l, "frames_shown") > 10.0
@@ -104,42 +109,14 @@ fn five_percent_loss_still_shows_most_frames() {
 #[test]
 fn lost_audio_is_played_from_the_copy_the_next_packet_carries() {
     let dir = scratch("lossy-audio");
-    let (pa, pb, pr) = (free_port(), free_port(), free_port());
-    let _relay = Killed(relay(pr, pa, "loss=5%", &dir.join("control")));
     let wav = dir.join("a-hears.wav");
-    let a = Peer::start(
+    let speaker = wav.to_str().expect("utf-8 path");
+    let (_relay, a, _b) = call_through_relay(
         &dir,
-        "a",
-        pa,
-        &[
-            "--headless",
-            "--camera",
-            "test",
-            "--mic",
-            "none",
-            "--speaker",
-            wav.to_str().expect("utf-8 path"),
-            "--duration",
-            "40",
-        ],
-        &[],
-    );
-    let _b = Peer::start(
-        &dir,
-        "b",
-        pb,
-        &[
-            "--headless",
-            "--camera",
-            "test",
-            "--mic",
-            "tone",
-            "--speaker",
-            "none",
-            "--peer",
-            &format!("127.0.0.1:{pr}"),
-        ],
-        &[],
+        "loss=5%",
+        &dir.join("control"),
+        &["--mic", "none", "--speaker", speaker, "--duration", "40"],
+        &["--mic", "tone", "--speaker", "none"],
     );
     a.wait_for(Duration::from_secs(15), "sound", |l| {
         num(l, "audio_received") > 100.0
@@ -160,39 +137,14 @@ fn lost_audio_is_played_from_the_copy_the_next_packet_carries() {
 #[test]
 fn video_resumes_within_a_second_after_a_two_second_outage() {
     let dir = scratch("outage");
-    let (pa, pb, pr) = (free_port(), free_port(), free_port());
     let control = dir.join("control");
     std::fs::write(&control, "outage=off").expect("control file");
-    let _relay = Killed(relay(pr, pa, "clean", &control));
-    let a = Peer::start(
+    let (_relay, a, _b) = call_through_relay(
         &dir,
-        "a",
-        pa,
-        &[
-            "--headless",
-            "--camera",
-            "test",
-            "--duration",
-            "40",
-            "--stats-interval",
-            "100",
-        ],
-        &[],
-    );
-    let _b = Peer::start(
-        &dir,
-        "b",
-        pb,
-        &[
-            "--headless",
-            "--camera",
-            "test",
-            "--size",
-            "1280x720",
-            "--peer",
-            &format!("127.0.0.1:{pr}"),
-        ],
-        &[],
+        "clean",
+        &control,
+        &["--duration", "40", "--stats-interval", "100"],
+        &["--size", "1280x720"],
     );
     a.wait_for(Duration::from_secs(15), "the call", |l| {
         l["state"] == "connected" && num(l, "frames_shown") > 30.0
@@ -223,18 +175,13 @@ fn video_resumes_within_a_second_after_a_two_second_outage() {
 #[test]
 fn bitrate_frame_rate_and_size_fall_under_a_rate_cap_and_climb_back_when_it_lifts() {
     let dir = scratch("ratecap");
-    let (pa, pb, pr) = (free_port(), free_port(), free_port());
     let control = dir.join("control");
     std::fs::write(&control, "up=clean;down=clean").expect("control file");
-    let _relay = Killed(relay(pr, pa, "clean", &control));
-    let a = Peer::start(
+    let (_relay, a, _b) = call_through_relay(
         &dir,
-        "a",
-        pa,
+        "clean",
+        &control,
         &[
-            "--headless",
-            "--camera",
-            "test",
             "--size",
             "1280x720",
             "--duration",
@@ -242,22 +189,7 @@ fn bitrate_frame_rate_and_size_fall_under_a_rate_cap_and_climb_back_when_it_lift
             "--stats-interval",
             "250",
         ],
-        &[],
-    );
-    let _b = Peer::start(
-        &dir,
-        "b",
-        pb,
-        &[
-            "--headless",
-            "--camera",
-            "test",
-            "--size",
-            "1280x720",
-            "--peer",
-            &format!("127.0.0.1:{pr}"),
-        ],
-        &[],
+        &["--size", "1280x720"],
     );
     a.wait_for(Duration::from_secs(15), "the call", |l| {
         l["state"] == "connected" && num(l, "frames_shown") > 30.0
