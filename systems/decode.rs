@@ -135,9 +135,9 @@ pub fn decode(
             match outcome {
                 DecodeOutcome::Picture(pic) => {
                     let capture_us = pic.capture_us;
-                    let hold = sync.0.hold_us(capture_us, now_us, clock.now);
-                    stats.lip_sync_hold_ms = hold as f64 / 1000.0;
-                    if let Some(pic) = sync.0.push(pic, capture_us, now_us, clock.now) {
+                    let shown = sync.0.push(pic, capture_us, now_us, clock.now);
+                    stats.lip_sync_hold_ms = sync.0.last_hold_us() as f64 / 1000.0;
+                    if let Some(pic) = shown {
                         show(&mut remote, &mut stats, pic, clock.now);
                     }
                 }

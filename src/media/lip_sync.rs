@@ -31,6 +31,8 @@ pub struct LipSync<T> {
     held: VecDeque<(T, u64)>,
     /// Pictures dropped for lack of room since the last release.
     overflowed: u64,
+    /// How long the last picture pushed was held, µs.
+    last_hold_us: u64,
 }
 
 /// What [`LipSync::release`] hands back.
@@ -50,6 +52,7 @@ impl<T> LipSync<T> {
             audio: None,
             held: VecDeque::new(),
             overflowed: 0,
+            last_hold_us: 0,
         }
     }
 
@@ -87,6 +90,7 @@ impl<T> LipSync<T> {
     /// A decoded picture: handed back if it is due now, else held (see [`Self::release`]).
     pub fn push(&mut self, pic: T, capture_us: u64, now_us: u64, now: Instant) -> Option<T> {
         let hold = self.hold_us(capture_us, now_us, now);
+        self.last_hold_us = hold;
         if hold == 0 && self.held.is_empty() {
             return Some(pic);
         }
@@ -123,6 +127,11 @@ impl<T> LipSync<T> {
     /// Forgets the held pictures (a new stream, or the call ended).
     pub fn clear(&mut self) {
         self.held.clear();
+    }
+
+    /// How long the last picture pushed was held, µs.
+    pub fn last_hold_us(&self) -> u64 {
+        self.last_hold_us
     }
 
     /// Pictures waiting.
@@ -169,6 +178,7 @@ mod tests {
         let mut s = with_sound(40, now);
         // captured at 2000 ms, decoded 5 ms later: heard at 2040, so shown at 2025
         assert_eq!(s.push(7, 2_000 * MS, 2_005 * MS, now), None);
+        assert_eq!(s.last_hold_us(), 20 * MS);
         assert_eq!(
             s.release(2_024 * MS),
             Released {
