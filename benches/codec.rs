@@ -1,4 +1,5 @@
-//! MJPEG encode and decode at 640×480 and 1280×720 (OpenCV / libjpeg-turbo).
+//! MJPEG and H.264 encode and decode at 640×480 and 1280×720, and the shrinks of the sending
+//! ladder's rungs.
 
 use std::hint::black_box;
 
@@ -6,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prattle::media::h264::{H264Decoder, H264Encoder};
 use prattle::media::mjpeg::{MjpegDecoder, MjpegEncoder};
 use prattle::media::pattern::TestPattern;
+use prattle::media::scale::resize_bgr;
 use prattle::media::{VideoDecoder, VideoEncoder};
 
 fn codec(c: &mut Criterion) {
@@ -60,6 +62,16 @@ fn codec(c: &mut Criterion) {
                 }
             })
         });
+        g.finish();
+
+        // the ladder's rungs below the full picture (3/4, 1/2, 3/8, 1/4)
+        let mut g = c.benchmark_group(format!("resize_{w}x{h}"));
+        for (num, den) in [(3, 4), (1, 2), (3, 8), (1, 4)] {
+            let (tw, th) = (w * num / den / 2 * 2, h * num / den / 2 * 2);
+            g.bench_function(format!("to_{tw}x{th}"), |b| {
+                b.iter(|| black_box(resize_bgr(black_box(&frames[0]), tw, th).expect("resize")))
+            });
+        }
         g.finish();
     }
 }
