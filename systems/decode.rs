@@ -10,7 +10,7 @@ use bevy_ecs::prelude::*;
 use crate::components::{
     CallInfo, Clock, Incoming, KeyframeFeedback, Remote, VideoStream, VideoSync,
 };
-use crate::media::frame::unix_micros;
+use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::stream_decoder::{DecodeOutcome, StreamDecoder};
 use crate::media::worker::{Wake, Worker};
 use crate::media::VideoFrame;
@@ -118,6 +118,7 @@ pub fn decode(
         let Some(w) = decoder.worker.as_mut() else {
             break;
         };
+        trace_stage("decode_in", meta.capture_us);
         if w.submit((g, Job::Frame(frame))).is_err() {
             // the decoder is behind: drop the frame; what follows needs a keyframe
             stats.frames_skipped += 1;
@@ -135,6 +136,7 @@ pub fn decode(
             match outcome {
                 DecodeOutcome::Picture(pic) => {
                     let capture_us = pic.capture_us;
+                    trace_stage("decode_out", capture_us);
                     let shown = sync.0.push(pic, capture_us, now_us, clock.now);
                     stats.lip_sync_hold_ms = sync.0.last_hold_us() as f64 / 1000.0;
                     if let Some(pic) = shown {

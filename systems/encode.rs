@@ -7,6 +7,7 @@ use bevy_ecs::prelude::*;
 
 use crate::components::{CallInfo, Clock, KeyframeFeedback, Local, Outgoing, VideoStream};
 use crate::media::codec::{new_encoder, EncoderSettings};
+use crate::media::frame::trace_stage;
 use crate::media::ladder::{Ladder, Step};
 use crate::media::scale::resize_bgr;
 use crate::media::worker::{Wake, Worker};
@@ -181,7 +182,9 @@ pub fn encode(
                 .encoder_bitrate()
                 .filter(|_| encoder.bitrate_pending),
         };
+        let capture_us = job.frame.capture_us;
         if let Some(w) = encoder.worker() {
+            trace_stage("encode_in", capture_us);
             match w.submit(job) {
                 Ok(()) => {
                     encoder.force_pending = false;
@@ -199,6 +202,7 @@ pub fn encode(
         match done.result {
             // a frame finished after the call ended is not sent
             Ok(enc) if connected => {
+                trace_stage("encode_out", done.capture_us);
                 let meta = FrameMeta {
                     frame_id: encoder.next_frame_id,
                     keyframe: enc.keyframe,

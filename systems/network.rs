@@ -11,7 +11,7 @@ use crate::components::{
 };
 use crate::keys::KeyStore;
 use crate::media::arrival::ArrivalStats;
-use crate::media::frame::unix_micros;
+use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
@@ -472,6 +472,7 @@ pub fn network(
             frame.gap,
             frame.data.len()
         );
+        trace_stage("reassembled", frame.meta.capture_us);
         incoming.frames.push(frame);
     }
     if let Some(peer) = peer {

@@ -8,8 +8,8 @@ use bevy_ecs::prelude::*;
 use crate::components::{CallInfo, CameraOff, Clock, Local, Muted, Remote, VideoStream};
 use crate::devices::window::{Overlay, PaneShow};
 use crate::devices::window_thread::{Scene, WindowThread};
-use crate::media::frame::unix_micros;
 use crate::media::frame::VideoFrame;
+use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::h264::to_bgr;
 use crate::media::pattern::TestPattern;
 use crate::media::scale::resize_bgr;
@@ -221,6 +221,7 @@ pub fn render(
         let mut changed = overlay != state.last_overlay;
         if rstream.fresh {
             if let Some(f) = &rstream.frame {
+                trace_stage("to_window", f.capture_us);
                 w.put_remote(f.clone());
             }
             changed = true;

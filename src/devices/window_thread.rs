@@ -14,7 +14,7 @@ use bevy_ecs::prelude::Resource;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::window::{KeyCommand, Overlay, PaneShow, Window, WindowError};
-use crate::media::frame::unix_micros;
+use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::VideoFrame;
 
 /// How long the window thread sleeps without a picture before it polls keys again.
@@ -217,6 +217,7 @@ impl Job {
             }
             let t0 = Instant::now();
             if let Some(f) = p.remote {
+                trace_stage("upload", f.capture_us);
                 if let Err(e) = w.upload_remote(&f) {
                     tracing::warn!("{e}");
                 }

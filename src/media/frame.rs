@@ -62,6 +62,13 @@ impl VideoFrame {
     }
 }
 
+/// Logs (target `frame_timing`, trace level) that the picture captured at `capture_us`
+/// passed `stage` now. `scripts/frame-stages` lines a peer's log up per picture, to show
+/// where the time between capture and screen goes.
+pub fn trace_stage(stage: &str, capture_us: u64) {
+    tracing::trace!(target: "frame_timing", "stage {stage} {capture_us} {}", unix_micros());
+}
+
 /// Microseconds since the UNIX epoch, the clock all capture times use.
 pub fn unix_micros() -> u64 {
     SystemTime::now()
