@@ -8,11 +8,10 @@ use super::{CodecError, PixelFormat, VideoFrame};
 /// `frame` resized to `width`×`height`; the capture time is kept.
 ///
 /// A shrink by a whole factor averages blocks; what is left after the largest whole factor
-/// (less than 2 each way) is interpolated. OpenCV's area averaging by a fraction took
-/// 2.5 ms for 1280×720 → 960×540 here, on every frame sent at that size; the block average
-/// and the interpolation together take a fifth of that.
+/// that divides the picture (less than 2 each way) is interpolated. OpenCV's area averaging
+/// by a fraction took 2.7 ms for 1280×720 → 960×540 here, on every frame sent at that size;
+/// the block average and the interpolation together take a fifth of that (`benches/codec.rs`).
 pub fn resize_bgr(frame: &VideoFrame, width: u32, height: u32) -> Result<VideoFrame, CodecError> {
-    let backend = |e: opencv::Error| CodecError::InvalidInput(format!("resize: {e}"));
     if frame.format != PixelFormat::Bgr
         || frame.data.len() != frame.width as usize * frame.height as usize * 3
     {
@@ -59,10 +58,15 @@ pub fn resize_bgr(frame: &VideoFrame, width: u32, height: u32) -> Result<VideoFr
     })
 }
 
+fn backend(e: opencv::Error) -> CodecError {
+    CodecError::InvalidInput(format!("resize: {e}"))
+}
+
+/// `src` resized to `w`×`h` by OpenCV with interpolation `how`.
 fn resize(src: &impl ToInputArray, (w, h): (u32, u32), how: i32) -> Result<Mat, CodecError> {
     let mut out = Mat::default();
     imgproc::resize(src, &mut out, Size::new(w as i32, h as i32), 0.0, 0.0, how)
-        .map_err(|e| CodecError::InvalidInput(format!("resize: {e}")))?;
+        .map_err(backend)?;
     Ok(out)
 }
 
