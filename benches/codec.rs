@@ -13,7 +13,7 @@ use prattle::media::{VideoDecoder, VideoEncoder};
 fn codec(c: &mut Criterion) {
     for (w, h) in [(640u32, 480u32), (1280, 720)] {
         let frame = TestPattern::new(w, h).render(42, 1);
-        let mut enc = MjpegEncoder::new(75);
+        let mut enc = MjpegEncoder::new(75, 30);
         let jpeg = enc.encode(&frame, false).expect("encode");
         let mut g = c.benchmark_group(format!("mjpeg_{w}x{h}"));
         g.throughput(Throughput::Elements(1));

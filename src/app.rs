@@ -254,8 +254,8 @@ impl App {
         let arrival_wake = ArrivalWake::spawn(transport.raw_fd(), wake.clone())
             .map_err(|e| tracing::debug!("no arrival wake-ups: {e}"))
             .ok();
-        // MJPEG has no bitrate of its own: its target starts at what quality 75 costs (about
-        // 0.6 bit per pixel) and only the sent size follows it down on a congested link
+        // MJPEG's most is what quality 75 costs (about 0.6 bit per pixel); on a congested
+        // link its quality and then the sent size follow the target down
         let start_bitrate = match opts.codec {
             crate::proto::CodecId::H264 => opts.bitrate,
             crate::proto::CodecId::Mjpeg => (f64::from(opts.size.0 * opts.size.1 * opts.fps) * 0.6)

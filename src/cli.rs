@@ -49,7 +49,8 @@ pub struct Options {
     #[arg(long, default_value_t = 1_500_000, value_parser = clap::value_parser!(u32).range(50_000..=20_000_000))]
     pub bitrate: u32,
 
-    /// JPEG quality of the video with --codec mjpeg, 1–100.
+    /// Highest JPEG quality of the video with --codec mjpeg, 1–100 (lower while the link
+    /// needs it).
     #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 

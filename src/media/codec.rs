@@ -86,16 +86,16 @@ pub struct EncoderSettings {
     pub height: u32,
     /// Frames per second.
     pub fps: u32,
-    /// Target bitrate (H.264).
+    /// Target bitrate.
     pub bitrate: u32,
-    /// JPEG quality 1–100 (MJPEG).
+    /// Highest JPEG quality 1–100 (MJPEG; lower when the bitrate needs it).
     pub quality: u8,
 }
 
 /// An encoder for the settings.
 pub fn new_encoder(s: EncoderSettings) -> Result<Box<dyn VideoEncoder>, CodecError> {
     Ok(match s.codec {
-        CodecId::Mjpeg => Box::new(super::mjpeg::MjpegEncoder::new(s.quality)),
+        CodecId::Mjpeg => Box::new(super::mjpeg::MjpegEncoder::new(s.quality, s.fps)),
         CodecId::H264 => Box::new(super::h264::H264Encoder::new(
             s.width,
             s.height,

@@ -1,7 +1,7 @@
 //! The picture size and frame rate to send for a bitrate. Below some bits per pixel a codec
-//! falls apart into blocks (H.264) or cannot get under the bitrate at all (MJPEG, which has no
-//! rate control): then a smaller, sharper picture, and past half size fewer of them, is the
-//! better call. Sans-IO.
+//! falls apart into blocks (H.264) or cannot get under the bitrate at all (MJPEG, whose
+//! quality bottoms out): then a smaller, sharper picture, and past half size fewer of them, is
+//! the better call. Sans-IO.
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,10 @@
-//! Motion JPEG through OpenCV's libjpeg-turbo: every frame a keyframe.
+//! Motion JPEG through OpenCV's libjpeg-turbo: every frame a keyframe, its quality following
+//! the bitrate target.
 
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Vec3b, Vector};
 use opencv::imgcodecs;
 
+use super::jpeg_rate::JpegRate;
 use super::{CodecError, EncodedFrame, PixelFormat, VideoDecoder, VideoEncoder, VideoFrame};
 use crate::proto::CodecId;
 
@@ -13,21 +15,37 @@ fn backend(e: opencv::Error) -> CodecError {
     }
 }
 
-/// JPEG encoder with a fixed quality.
+/// JPEG encoder whose quality follows the bitrate target ([`JpegRate`]).
 #[derive(Debug)]
 pub struct MjpegEncoder {
-    params: Vector<i32>,
+    rate: JpegRate,
     out: Vector<u8>,
 }
 
 impl MjpegEncoder {
-    /// An encoder at `quality` (1–100; clamped).
-    pub fn new(quality: u8) -> Self {
-        let q = i32::from(quality.clamp(1, 100));
+    /// An encoder at `quality` (1–100; clamped) at most, for `fps` pictures a second.
+    pub fn new(quality: u8, fps: u32) -> Self {
         Self {
-            params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, q]),
+            rate: JpegRate::new(quality, fps),
             out: Vector::new(),
         }
+    }
+
+    /// The quality the next picture is encoded at.
+    pub fn quality(&self) -> u8 {
+        self.rate.quality()
+    }
+
+    fn encode_at(
+        &mut self,
+        mat: &impl opencv::core::ToInputArray,
+        quality: u8,
+    ) -> Result<usize, CodecError> {
+        let params = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]);
+        self.out.clear();
+        imgcodecs::imencode(".jpg", mat, &mut self.out, &params).map_err(backend)?;
+        self.rate.on_encoded(self.out.len());
+        Ok(self.out.len())
     }
 }
 
@@ -52,12 +70,23 @@ impl VideoEncoder for MjpegEncoder {
             &frame.data,
         )
         .map_err(backend)?;
-        self.out.clear();
-        imgcodecs::imencode(".jpg", &mat, &mut self.out, &self.params).map_err(backend)?;
+        let quality = self.rate.quality();
+        let bytes = self.encode_at(&mat, quality)?;
+        if self.rate.redo(bytes, quality) {
+            // far over the budget (a new scene, a bigger picture): better a second encode
+            // than a burst the link cannot carry
+            let lower = self.rate.quality();
+            self.encode_at(&mat, lower)?;
+        }
         Ok(EncodedFrame {
             data: self.out.as_slice().to_vec(),
             keyframe: true,
         })
+    }
+
+    fn set_target_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+        self.rate.set_bitrate(bps);
+        Ok(())
     }
 }
 
@@ -135,7 +164,7 @@ mod tests {
     fn round_trip_keeps_size_and_stamp() {
         let mut pattern = TestPattern::new(640, 480);
         let frame = pattern.render(1234, 987_654_321);
-        let mut enc = MjpegEncoder::new(80);
+        let mut enc = MjpegEncoder::new(80, 30);
         let jpeg = enc.encode(&frame, false).expect("encode");
         assert!(jpeg.keyframe);
         assert!(jpeg.data.len() < frame.data.len() / 5, "compresses");
@@ -154,15 +183,62 @@ mod tests {
     #[test]
     fn lower_quality_is_smaller() {
         let frame = TestPattern::new(640, 480).render(1, 1);
-        let hi = MjpegEncoder::new(90).encode(&frame, false).expect("encode");
-        let lo = MjpegEncoder::new(30).encode(&frame, false).expect("encode");
+        let hi = MjpegEncoder::new(90, 30)
+            .encode(&frame, false)
+            .expect("encode");
+        let lo = MjpegEncoder::new(30, 30)
+            .encode(&frame, false)
+            .expect("encode");
         assert!(lo.data.len() < hi.data.len());
+    }
+
+    #[test]
+    fn a_bitrate_target_is_kept_on_a_moving_picture() {
+        let mut pattern = TestPattern::new(320, 240);
+        let mut enc = MjpegEncoder::new(75, 30);
+        let free = enc
+            .encode(&pattern.render(0, 0), false)
+            .expect("encode")
+            .data
+            .len();
+        // 70 % of what quality 75 costs (the test pattern costs 55 % of it at quality 10)
+        let bps = (free * 8 * 30 * 7 / 10) as u32;
+        enc.set_target_bitrate(bps).expect("bitrate");
+        let budget = f64::from(bps) / 8.0 / 30.0;
+        let mut total = 0;
+        for i in 1..=60u32 {
+            let n = enc
+                .encode(&pattern.render(i, u64::from(i)), false)
+                .expect("encode")
+                .data
+                .len();
+            assert!(
+                (n as f64) < budget * 1.6,
+                "picture {i}: {n} bytes for a budget of {budget:.0}"
+            );
+            if i > 10 {
+                total += n;
+            }
+        }
+        let mean = total as f64 / 50.0;
+        assert!(
+            (0.6..=1.05).contains(&(mean / budget)),
+            "mean {mean:.0} for a budget of {budget:.0}"
+        );
+        assert!(enc.quality() < 75);
+        // a generous target brings the quality asked for back
+        enc.set_target_bitrate(bps * 20).expect("bitrate");
+        for i in 61..=80u32 {
+            enc.encode(&pattern.render(i, u64::from(i)), false)
+                .expect("encode");
+        }
+        assert_eq!(enc.quality(), 75);
     }
 
     #[test]
     fn a_forged_giant_size_is_refused_before_decoding() {
         let frame = TestPattern::new(320, 240).render(5, 5);
-        let mut jpeg = MjpegEncoder::new(70)
+        let mut jpeg = MjpegEncoder::new(70, 30)
             .encode(&frame, false)
             .expect("encode")
             .data;
@@ -178,7 +254,9 @@ mod tests {
     #[test]
     fn garbage_and_truncated_jpeg_are_errors_not_panics() {
         let frame = TestPattern::new(320, 240).render(5, 5);
-        let jpeg = MjpegEncoder::new(70).encode(&frame, false).expect("encode");
+        let jpeg = MjpegEncoder::new(70, 30)
+            .encode(&frame, false)
+            .expect("encode");
         assert!(MjpegDecoder.decode(&[]).is_err());
         assert!(MjpegDecoder.decode(b"not a jpeg at all").is_err());
         for cut in [4, 20, 200, jpeg.data.len() / 2] {

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod frame;
 pub mod h264;
 pub mod jitter;
+pub mod jpeg_rate;
 pub mod ladder;
 pub mod lip_sync;
 pub mod mjpeg;

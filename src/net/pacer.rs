@@ -15,7 +15,7 @@ const BURST: Duration = Duration::from_millis(20);
 /// its target and the receiver will ask again for what it misses.
 pub const MAX_BYTES: usize = 1 << 20;
 /// Nothing waits here longer than about this: when the queue holds more (an encoder far over
-/// its target, like MJPEG, which has no rate control), it goes out faster. Pacing smooths
+/// its target, like MJPEG at its lowest quality), it goes out faster. Pacing smooths
 /// bursts; it must never become a second jitter buffer.
 pub const MAX_DELAY: Duration = Duration::from_millis(100);
 
