@@ -8,8 +8,9 @@
 //! PRATTLE_BENCH_CODECS and PRATTLE_BENCH_LINKS (`clean,loss,cap`; comma-separated) pick rows;
 //! PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
 //! window on its own Xvfb display (a picture counts as shown when its present has returned).
-//! PRATTLE_PEER_LOG=<RUST_LOG filter> keeps each peer's log of the last row in
-//! `$TMPDIR/prattle-e2e-<pid>/{a,b}.log`.
+//! Each peer's standard error goes to `$TMPDIR/prattle-e2e-<pid>/<size>-<codec>-<link>-{a,b}.log`
+//! (a one-line error, if any); PRATTLE_PEER_LOG=<RUST_LOG filter> puts its log there too. A row
+//! where nothing was shown names those files.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -41,7 +42,7 @@ fn spawn(
     log: &std::path::Path,
 ) -> Child {
     let level = std::env::var("PRATTLE_PEER_LOG").ok();
-    let stderr = match level.as_ref().and_then(|_| std::fs::File::create(log).ok()) {
+    let stderr = match std::fs::File::create(log).ok() {
         Some(f) => Stdio::from(f),
         None => Stdio::null(),
     };
@@ -76,6 +77,8 @@ struct Row {
     sent: f64,
     shown: f64,
     p50: f64,
+    /// A's pictures as B shows them: the direction the clicks are measured in.
+    p50_at_b: f64,
     p99: f64,
     mbit: f64,
     cpu_a: f64,
@@ -92,10 +95,11 @@ fn median(v: &[f64]) -> Option<f64> {
 }
 
 /// One call; the A/V offset is how much later the peer is heard than seen, both measured
-/// end to end (clicks and stamps).
-fn run(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -> Row {
+/// end to end (clicks and stamps) in the same direction, A to B: under a cap each direction
+/// has its own queue, and B's sound against A's pictures came out anywhere from 4 to 38 ms.
+fn run(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env: &Env) -> Row {
     let mut r = call(size, codec, link, spec, secs, env);
-    r.av_offset = r.audio_p50.map(|a| a - r.p50);
+    r.av_offset = r.audio_p50.map(|a| a - r.p50_at_b);
     r
 }
 
@@ -105,7 +109,9 @@ struct Env {
     displays: Option<(Xvfb, Xvfb)>,
 }
 
-fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -> Row {
+/// A call over `link` (its label in the table, and its short name for file names).
+fn call(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env: &Env) -> Row {
+    let (link, key) = link;
     let pulse = env.pulse.as_ref();
     let dir = std::env::temp_dir().join(format!("prattle-e2e-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
@@ -160,11 +166,12 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -
         args_a.push("--headless".into());
         args_b.push("--headless".into());
     }
-    let mut a = spawn(&args_a, pulse, xa, &dir.join("a.log"));
+    let log = |me: &str| dir.join(format!("{size}-{codec}-{key}-{me}.log"));
+    let mut a = spawn(&args_a, pulse, xa, &log("a"));
     std::thread::sleep(Duration::from_millis(300));
     args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pr}")]);
     let start = Instant::now();
-    let mut b = spawn(&args_b, pulse, xb, &dir.join("b.log"));
+    let mut b = spawn(&args_b, pulse, xb, &log("b"));
     // clicks into A's microphone once the call has settled, recorded at B's speaker
     let rec = dir.join("spkB.raw");
     let _ = std::fs::remove_file(&rec);
@@ -190,6 +197,18 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -
     let _ = relay.kill();
     let _ = relay.wait();
     let (la, lb) = (last_line(&sa), last_line(&sb));
+    if la
+        .get("frames_shown")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+        == 0.0
+    {
+        eprintln!(
+            "{size} {codec} {link}: no picture was shown; the peers' output is in {} and {}",
+            log("a").display(),
+            log("b").display()
+        );
+    }
     let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     Row {
         size: size.into(),
@@ -201,6 +220,7 @@ fn call(size: &str, codec: &str, link: &str, spec: &str, secs: f64, env: &Env) -
         sent: n(&lb, "frames_sent"),
         shown: n(&la, "frames_shown"),
         p50: n(&la, "latency_ms_p50_total"),
+        p50_at_b: n(&lb, "latency_ms_p50_total"),
         p99: n(&la, "latency_ms_p99_total"),
         mbit: n(&lb, "bytes_sent") * 8.0 / secs / 1e6,
         cpu_a: 100.0 * cpu_a / wall,
@@ -227,7 +247,7 @@ fn main() {
     } else {
         "headless"
     };
-    println!("Two peers, {how}, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it.\n");
+    println!("Two peers, {how}, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it; the A/V offset is A→B sound against A→B pictures as B shows them.\n");
     println!("| size | codec | link | shown | capture→shown p50 | p95 | p99 | longest freeze | Mbit/s | Y-PSNR | CPU A | CPU B | mic→speaker p50 | concealed | A/V offset |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // PRATTLE_BENCH_AUDIO=0: no sound server, video only (and no PulseAudio daemon's load)
@@ -259,7 +279,7 @@ fn main() {
                 if !links_wanted.is_empty() && !links_wanted.split(',').any(|w| w == key) {
                     continue;
                 }
-                let r = run(size, codec, link, spec, secs, &env);
+                let r = run(size, codec, (link, key), spec, secs, &env);
                 let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
                 println!(
                     "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % | {} | {} | {} |",
