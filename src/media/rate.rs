@@ -41,6 +41,8 @@ pub struct RateController {
     rising: u32,
     /// Reports in a row whose queue grew at all ([`CREEP_MS`] or more).
     creeping: u32,
+    /// Reports in a row with a queue of [`PROBE_QUEUE_MS`] or more.
+    standing: u32,
     last_queue_ms: u16,
     /// What arrived the last time the link was full: the link's rate, as far as we know.
     link_bps: Option<u32>,
@@ -77,6 +79,11 @@ const RISE_MS: u16 = 20;
 /// with frames arriving in bursts on top of the standing queue, the loss starts at half that.
 const CREEP_MS: u16 = 2;
 const CREEP_REPORTS: u32 = 3;
+/// A queue of [`PROBE_QUEUE_MS`] or more in this many reports in a row (2 s), neither growing
+/// nor over [`BACK_OFF_QUEUE_MS`], is a bitrate sitting right at the link's rate: every frame
+/// waits behind it for good. The bitrate steps down by [`DRAIN_FACTOR`] to drain it.
+const STANDING_REPORTS: u32 = 8;
+const DRAIN_FACTOR: f64 = 0.9;
 /// Below this share of the last known link rate (or before the link was ever full) the
 /// bitrate climbs fast (×1.25 a step).
 const FAST_CLIMB_BELOW: f64 = 0.7;
@@ -107,6 +114,7 @@ impl RateController {
             queued: 0,
             rising: 0,
             creeping: 0,
+            standing: 0,
             last_queue_ms: 0,
             link_bps: None,
             raised_from: None,
@@ -184,6 +192,11 @@ impl RateController {
         } else {
             0
         };
+        self.standing = if r.queue_ms >= PROBE_QUEUE_MS {
+            self.standing + 1
+        } else {
+            0
+        };
         let grew = r.queue_ms > self.last_queue_ms;
         self.last_queue_ms = r.queue_ms;
         let overshot = self
@@ -203,6 +216,11 @@ impl RateController {
             let by_rate = (f64::from(r.receive_bps) * (0.85 - queue_s)).max(0.0) as u32;
             let by_factor = (f64::from(self.current) * 0.7) as u32;
             by_rate.min(by_factor).max(by_factor / 2)
+        } else if self.standing >= STANDING_REPORTS && since >= DOWN_EVERY {
+            // a queue that stands: what arrives is the link's rate, and a little less drains it
+            self.standing = 0;
+            self.link_bps = Some(r.receive_bps);
+            (f64::from(self.current) * DRAIN_FACTOR) as u32
         } else if let Some(before) = overshot {
             // the last step went over the link: back to where it came from, and what arrives
             // now is what the link carries
@@ -507,6 +525,27 @@ mod tests {
         assert_eq!(rc.bitrate(), max);
         assert_eq!(RateController::start_for(50_000, 400_000), 300_000);
         assert_eq!(RateController::start_for(50_000, 200_000), 200_000);
+    }
+
+    #[test]
+    fn a_queue_that_stands_without_growing_is_drained() {
+        // sending exactly the link's 1 Mbit/s behind 30 ms of queue: under the back-off
+        // threshold and never growing, so only its standing for 2 s gives it away
+        let mut link = FluidLink::new(1_000_000.0, 100_000.0, 0.0);
+        link.backlog_bits = 30_000.0;
+        let mut rc = RateController::new(1_000_000, 50_000, 1_000_000);
+        let mut now = Instant::now();
+        let mut queues = Vec::new();
+        for _ in 0..24 {
+            now += Duration::from_millis(250);
+            let (r, queue_ms) = link.step(&rc);
+            queues.push(queue_ms as u32);
+            rc.on_report(r, now);
+        }
+        assert!(queues[..6].iter().all(|&q| q >= 25), "it stood: {queues:?}");
+        assert!(queues[12..].iter().all(|&q| q < 15), "drained: {queues:?}");
+        assert!(rc.bitrate() >= 850_000, "not collapsed: {}", rc.bitrate());
+        assert_eq!(link.lost_bits, 0.0);
     }
 
     #[test]
