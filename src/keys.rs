@@ -41,15 +41,46 @@ fn default_dir() -> Option<PathBuf> {
         .map(|d| d.join("prattle"))
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// A file next to `path` that no other writer (process or thread) uses, with `text`, readable
+/// by the user only.
+fn private_temp(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     fs::write(&tmp, text)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        if let Err(e) = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
     }
-    fs::rename(&tmp, path)
+    Ok(tmp)
+}
+
+/// Replaces `path` with `text` in one step: a reader sees the old file or the new one.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = private_temp(path, text)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Creates `path` with `text` unless it exists, in one step; false when another writer made it
+/// first (two peers started at once with one config directory).
+fn create_private(path: &Path, text: &str) -> std::io::Result<bool> {
+    let tmp = private_temp(path, text)?;
+    let made = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // a file system without hard links: the last writer wins
+        Err(_) => fs::rename(&tmp, path).map(|()| true),
+    };
+    let _ = fs::remove_file(&tmp);
+    made
 }
 
 impl KeyStore {
@@ -76,17 +107,23 @@ impl KeyStore {
             path: path.display().to_string(),
             reason,
         };
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let key = crate::net::secure::known_peers::key_from_hex(text.trim())
-                    .ok_or_else(|| err("not 64 hex digits".into()))?;
-                Identity::from_bytes(&key).map_err(|e| err(e.to_string()))
-            }
+        let read = || -> Result<Identity, KeyStoreError> {
+            let text = fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+            let key = crate::net::secure::known_peers::key_from_hex(text.trim())
+                .ok_or_else(|| err("not 64 hex digits".into()))?;
+            Identity::from_bytes(&key).map_err(|e| err(e.to_string()))
+        };
+        match fs::metadata(&path) {
+            Ok(_) => read(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = Identity::generate();
                 let hex = crate::net::secure::known_peers::to_hex(&id.to_bytes());
-                write_private(&path, &format!("{hex}\n")).map_err(|e| err(e.to_string()))?;
-                Ok(id)
+                match create_private(&path, &format!("{hex}\n")) {
+                    Ok(true) => Ok(id),
+                    // another process made it a moment ago: use that one
+                    Ok(false) => read(),
+                    Err(e) => Err(err(e.to_string())),
+                }
             }
             Err(e) => Err(err(e.to_string())),
         }
@@ -138,5 +175,51 @@ mod tests {
         store.save_known_peers(&peers);
         assert_eq!(store.known_peers().get("127.0.0.1:1"), Some(&a.public()));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn peers_started_at_once_share_one_identity() {
+        // two peers launched together with one config directory both found no key; each wrote
+        // `identity.tmp` and one renamed it away under the other, which then failed to start
+        for round in 0..20 {
+            let dir = std::env::temp_dir()
+                .join(format!("prattle-keys-race-{}-{round}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            let store = KeyStore::open(Some(&dir)).expect("store");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let made: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, start) = (store.clone(), std::sync::Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        store.identity().map(|id| id.public())
+                    })
+                })
+                .collect();
+            let keys: Vec<_> = made
+                .into_iter()
+                .map(|t| t.join().expect("join").expect("an identity for every peer"))
+                .collect();
+            assert!(
+                keys.iter().all(|k| *k == keys[0]),
+                "one key in round {round}"
+            );
+            assert_eq!(
+                store.identity().expect("read back").public(),
+                keys[0],
+                "the key on disk"
+            );
+            let left: Vec<_> = fs::read_dir(&dir)
+                .expect("dir")
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(
+                left,
+                vec![std::ffi::OsString::from("identity")],
+                "no temp files"
+            );
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 }
