@@ -19,6 +19,8 @@ fn backend(e: opencv::Error) -> CodecError {
 #[derive(Debug)]
 pub struct MjpegEncoder {
     rate: JpegRate,
+    /// `IMWRITE_JPEG_QUALITY` and the quality, set before each encode.
+    params: Vector<i32>,
     out: Vector<u8>,
 }
 
@@ -27,6 +29,7 @@ impl MjpegEncoder {
     pub fn new(quality: u8, fps: u32) -> Self {
         Self {
             rate: JpegRate::new(quality, fps),
+            params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, 0]),
             out: Vector::new(),
         }
     }
@@ -41,9 +44,9 @@ impl MjpegEncoder {
         mat: &impl opencv::core::ToInputArray,
         quality: u8,
     ) -> Result<usize, CodecError> {
-        let params = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]);
+        self.params.set(1, i32::from(quality)).map_err(backend)?;
         self.out.clear();
-        imgcodecs::imencode(".jpg", mat, &mut self.out, &params).map_err(backend)?;
+        imgcodecs::imencode(".jpg", mat, &mut self.out, &self.params).map_err(backend)?;
         self.rate.on_encoded(self.out.len());
         Ok(self.out.len())
     }
