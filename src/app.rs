@@ -220,7 +220,12 @@ impl App {
         }
         if !opts.headless {
             let title = crate::systems::render::title(&call);
-            world.insert_resource(WindowThread::open(&title, opts.window, opts.size)?);
+            world.insert_resource(WindowThread::open(
+                &title,
+                opts.window,
+                opts.size,
+                opts.renderer,
+            )?);
         }
         if let Some(path) = &opts.stats {
             let writer = StatsWriter::create(path).map_err(|source| AppError::Stats {

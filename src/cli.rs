@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::devices::audio::{MicSource, SpeakerSink};
+use crate::devices::window::Renderer;
 use crate::proto::CodecId;
 
 /// The port a call uses when none is given.
@@ -62,6 +63,12 @@ pub struct Options {
     /// Run without a window (keys come from standard input: m, c, q).
     #[arg(long)]
     pub headless: bool,
+
+    /// How the window draws: `gpu` (SDL's renderer, pictures uploaded as IYUV textures),
+    /// `cpu` (the window's framebuffer, pictures converted by the CPU), or `auto`: cpu where
+    /// OpenGL is a software rasteriser, else gpu.
+    #[arg(long, value_name = "R", default_value = "auto", value_parser = Renderer::parse)]
+    pub renderer: Renderer,
 
     /// Show the self-view as the camera sees it instead of as a mirror.
     #[arg(long)]

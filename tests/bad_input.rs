@@ -68,3 +68,8 @@ fn out_of_range_numbers() {
     assert_refused(&["--port", "99999"], "port");
     assert_refused(&["--lip-sync", "soon"], "off");
 }
+
+#[test]
+fn unknown_renderer() {
+    assert_refused(&["--renderer", "metal"], "auto, gpu or cpu");
+}

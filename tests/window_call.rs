@@ -107,9 +107,21 @@ fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// Where OpenGL is a software rasteriser (Mesa's llvmpipe, as under Xvfb here) the window
+/// draws into its framebuffer on the CPU by default.
 #[test]
 fn windows_show_both_streams_react_to_keys_and_say_peer_left() {
-    let dir = scratch("window");
+    call_in_windows("auto", "cpu framebuffer");
+}
+
+/// The path a machine with a GPU takes: SDL's renderer with IYUV textures.
+#[test]
+fn the_gpu_renderer_shows_the_same_call() {
+    call_in_windows("gpu", "gpu renderer");
+}
+
+fn call_in_windows(renderer: &str, painter: &str) {
+    let dir = scratch(&format!("window-{renderer}"));
     let xa = Xvfb::start(1600, 900);
     let xb = Xvfb::start(1600, 900);
     let (pa, pb) = (free_port(), free_port());
@@ -118,14 +130,21 @@ fn windows_show_both_streams_react_to_keys_and_say_peer_left() {
         &dir,
         "a",
         pa,
-        &["--camera", "test", "--duration", "60"],
+        &[
+            "--camera",
+            "test",
+            "--duration",
+            "60",
+            "--renderer",
+            renderer,
+        ],
         &[("DISPLAY", &xa.display)],
     );
     let mut b = Peer::start(
         &dir,
         "b",
         pb,
-        &["--camera", "test", "--peer", &to_a],
+        &["--camera", "test", "--peer", &to_a, "--renderer", renderer],
         &[("DISPLAY", &xb.display)],
     );
     let shot = dir.join("a.png");
@@ -144,6 +163,11 @@ fn windows_show_both_streams_react_to_keys_and_say_peer_left() {
         },
     );
     assert!(later.frame_no > first.0.frame_no);
+    assert!(
+        a.log_text().contains(&format!("window: {painter}")),
+        "A draws with the {painter}: {}",
+        a.log_text()
+    );
     // and on B's screen too
     wait_until(Duration::from_secs(5), "both stamps on B's screen", || {
         let (p, _) = read_panes(&xb, &dir.join("b.png"));

@@ -2,6 +2,9 @@
 
 pub mod audio;
 pub mod camera;
+pub mod compose;
 pub mod text;
 pub mod window;
+pub mod window_cpu;
+pub mod window_gpu;
 pub mod window_thread;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bevy_ecs::prelude::Resource;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::window::{KeyCommand, Overlay, PaneShow, Window, WindowError};
+pub use super::window::Scene;
+use super::window::{KeyCommand, PaneShow, Renderer, Window, WindowError};
 use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::VideoFrame;
 
@@ -22,24 +23,11 @@ const POLL: Duration = Duration::from_millis(10);
 /// Shown pictures waiting for the tick to collect them, at most.
 const SHOWN_QUEUE: usize = 16;
 
-/// What to draw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scene {
-    /// The peer's pane.
-    pub remote: PaneShow,
-    /// The self-view.
-    pub local: PaneShow,
-    /// Self-view as a mirror.
-    pub mirror: bool,
-    /// Texts over the video.
-    pub overlay: Overlay,
-}
-
 /// A remote picture that reached the screen.
 #[derive(Debug)]
 pub struct Shown {
     /// The picture, handed back for the numbers (stamp, PSNR).
-    pub frame: VideoFrame,
+    pub frame: Arc<VideoFrame>,
     /// When its present returned.
     pub at: Instant,
     /// Capture → present returned, microseconds.
@@ -50,7 +38,7 @@ pub struct Shown {
 #[derive(Default)]
 struct Pending {
     title: Option<String>,
-    remote: Option<VideoFrame>,
+    remote: Option<Arc<VideoFrame>>,
     local: Option<VideoFrame>,
     scene: Option<Scene>,
 }
@@ -80,6 +68,7 @@ impl WindowThread {
         title: &str,
         size: Option<(u32, u32)>,
         video: (u32, u32),
+        renderer: Renderer,
     ) -> Result<Self, WindowError> {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (wake, woken) = crossbeam_channel::bounded(1);
@@ -99,7 +88,7 @@ impl WindowThread {
         };
         let thread = std::thread::Builder::new()
             .name("window".into())
-            .spawn(move || match Window::open(&title, size, video) {
+            .spawn(move || match Window::open(&title, size, video, renderer) {
                 Ok(w) => {
                     let _ = opened_tx.send(Ok(()));
                     // pictures yield to the call loop, as the codecs do
@@ -146,7 +135,7 @@ impl WindowThread {
 
     /// A new picture of the peer, uploaded by the next draw.
     pub fn put_remote(&self, frame: VideoFrame) {
-        if self.pending().remote.replace(frame).is_some() {
+        if self.pending().remote.replace(Arc::new(frame)).is_some() {
             self.replaced.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -201,7 +190,7 @@ struct Job {
 impl Job {
     fn run(self, mut w: Window) {
         // the remote picture uploaded and not yet drawn
-        let mut undrawn: Option<VideoFrame> = None;
+        let mut undrawn: Option<Arc<VideoFrame>> = None;
         loop {
             let _ = self.woken.recv_timeout(POLL);
             if self.quit.load(Ordering::Relaxed) {
@@ -218,7 +207,7 @@ impl Job {
             let t0 = Instant::now();
             if let Some(f) = p.remote {
                 trace_stage("upload", f.capture_us);
-                if let Err(e) = w.upload_remote(&f) {
+                if let Err(e) = w.upload_remote(Arc::clone(&f)) {
                     tracing::warn!("{e}");
                 }
                 if undrawn.replace(f).is_some() {
@@ -235,8 +224,17 @@ impl Job {
                 continue;
             };
             let t1 = Instant::now();
-            if let Err(e) = w.draw(scene.remote, scene.local, scene.mirror, &scene.overlay) {
-                tracing::warn!("{e}");
+            let sent = match w.draw(&scene) {
+                Ok(sent) => sent,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    false
+                }
+            };
+            if !sent {
+                // nothing new reached the screen
+                undrawn = None;
+                continue;
             }
             let at = Instant::now();
             tracing::trace!(

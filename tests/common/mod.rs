@@ -181,42 +181,36 @@ pub fn num(v: &Value, key: &str) -> f64 {
 pub struct Xvfb {
     child: Child,
     pub display: String,
+    /// Xvfb's standard output, kept open: a write to a closed pipe would kill it.
+    _stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl Xvfb {
-    /// Starts Xvfb on a free display number with a `w`×`h` screen.
+    /// Starts Xvfb with a `w`×`h` screen on a display number it picks itself
+    /// (`-displayfd`: tests that start servers at once never share one).
     pub fn start(w: u32, h: u32) -> Self {
-        for n in 0..200 {
-            let num = 100 + (std::process::id() as usize * 7 + n * 13) % 800;
-            let lock = format!("/tmp/.X{num}-lock");
-            if Path::new(&lock).exists() {
-                continue;
-            }
-            let child = Command::new("Xvfb")
-                .arg(format!(":{num}"))
-                .args(["-screen", "0", &format!("{w}x{h}x24"), "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is installed by scripts/setup");
-            let socket = format!("/tmp/.X11-unix/X{num}");
-            let end = Instant::now() + Duration::from_secs(10);
-            let mut child = child;
-            while Instant::now() < end {
-                if Path::new(&socket).exists() {
-                    return Self {
-                        child,
-                        display: format!(":{num}"),
-                    };
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // lost a race for this display number
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
+        use std::io::BufRead;
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1"])
+            .args(["-screen", "0", &format!("{w}x{h}x24"), "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed by scripts/setup");
+        let mut line = String::new();
+        let mut stdout = child.stdout.take().map(std::io::BufReader::new);
+        if let Some(out) = stdout.as_mut() {
+            let _ = out.read_line(&mut line);
         }
-        panic!("could not start Xvfb");
+        let Ok(num) = line.trim().parse::<u32>() else {
+            let _ = child.kill();
+            panic!("Xvfb did not say which display it took: {line:?}");
+        };
+        Self {
+            child,
+            display: format!(":{num}"),
+            _stdout: stdout,
+        }
     }
 
     /// Runs an X client on this display; returns its standard output.

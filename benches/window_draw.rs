@@ -1,0 +1,87 @@
+//! What one draw of the call window costs with a new picture of the peer, for each painter
+//! (`--renderer gpu`: SDL's renderer with IYUV textures; `cpu`: the window's framebuffer),
+//! at 640×480 and 1280×720, in a real SDL2 window on a private Xvfb. Prints a markdown table
+//! of the median and 90th percentile over PRATTLE_BENCH_DRAWS draws (default 200), the
+//! painters taking turns (4 rounds each) so that both see the same load.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Xvfb;
+use prattle::devices::window::{Overlay, PaneShow, Renderer, Scene, Window};
+use prattle::media::h264::{bgr_to_i420, I420Frame};
+use prattle::media::pattern::TestPattern;
+use prattle::media::{PixelFormat, VideoFrame};
+
+fn i420(bgr: &VideoFrame) -> VideoFrame {
+    let mut planes = I420Frame::new(bgr.width, bgr.height);
+    bgr_to_i420(&bgr.data, bgr.width, bgr.height, &mut planes);
+    VideoFrame {
+        data: [planes.y, planes.u, planes.v].concat(),
+        format: PixelFormat::I420,
+        ..bgr.clone()
+    }
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let draws: usize = std::env::var("PRATTLE_BENCH_DRAWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let x = Xvfb::start(1920, 1080);
+    std::env::set_var("DISPLAY", &x.display);
+    let scene = Scene {
+        remote: PaneShow::Video,
+        local: PaneShow::Video,
+        mirror: true,
+        overlay: Overlay {
+            footer: Some("compare aloud: poppy gravel jaguar salmon".into()),
+            ..Overlay::default()
+        },
+    };
+    println!("| size | renderer | draw p50 | p90 |");
+    println!("|---|---|---|---|");
+    for (w, h) in [(640u32, 480u32), (1280, 720)] {
+        let mut pattern = TestPattern::new(w, h);
+        let pictures: Vec<(VideoFrame, Arc<VideoFrame>)> = (0..30)
+            .map(|n| {
+                let bgr = pattern.render(n, 0);
+                let yuv = Arc::new(i420(&bgr));
+                (bgr, yuv)
+            })
+            .collect();
+        // one window at a time (SDL has one event pump); the painters take turns, 4 rounds
+        let mut times: Vec<(&str, Vec<f64>)> = vec![("gpu", vec![]), ("cpu", vec![])];
+        for _ in 0..4 {
+            for (name, t) in &mut times {
+                let r = Renderer::parse(name).expect("renderer");
+                let mut win = Window::open("Prattle bench", None, (w, h), r).expect("window opens");
+                for i in 0..draws / 4 + 5 {
+                    let (bgr, yuv) = &pictures[i % pictures.len()];
+                    let _ = win.poll_commands();
+                    let start = Instant::now();
+                    win.upload_local(bgr).expect("self-view");
+                    win.upload_remote(Arc::clone(yuv)).expect("picture");
+                    win.draw(&scene).expect("draw");
+                    if i >= 5 {
+                        t.push(start.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        for (name, times) in &mut times {
+            let p50 = percentile(times, 0.5);
+            let p90 = percentile(times, 0.9);
+            println!("| {w}x{h} | {name} | {p50:.2} ms | {p90:.2} ms |");
+        }
+    }
+}
