@@ -101,6 +101,8 @@ const HOLD: Duration = Duration::from_secs(8);
 const HEADROOM: f64 = 0.9;
 /// A step above [`HEADROOM`] of the link's known rate, once the hold is over.
 const PROBE_STEP: f64 = 1.04;
+/// Sending this much over the link's known rate without a queue makes that rate stale.
+const STALE_OVER: f64 = 1.1;
 
 impl RateController {
     /// Where a call starts on a link it knows nothing of: a third of the most it may use (at
@@ -247,6 +249,15 @@ impl RateController {
             let far_below = self
                 .link_bps
                 .is_none_or(|l| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
+            // well over the rate the link was last found full at, with no queue: the link
+            // got faster, and what is known of it is stale
+            if self
+                .link_bps
+                .is_some_and(|l| f64::from(self.current) >= f64::from(l) * STALE_OVER)
+            {
+                self.link_bps = None;
+                self.full_at = None;
+            }
             // near a link found full lately: up to the headroom under its rate, no further
             let ceiling = self
                 .link_bps
@@ -359,6 +370,31 @@ mod tests {
         }
         assert!(rc.bitrate() >= 1_500_000, "climbed back: {}", rc.bitrate());
         assert!(rc.bitrate() <= 2_500_000);
+    }
+
+    #[test]
+    fn after_a_deep_cap_lifts_the_bitrate_climbs_fast_again() {
+        // 120 kbit/s for 10 s, then a clean link: the rate known from the cap must not keep
+        // the climb at probing steps (4 % a step: 30 s from 120 kbit/s to 1.5 Mbit/s)
+        let mut rc = RateController::new(500_000, 50_000, 1_500_000);
+        let mut now = Instant::now();
+        let step = Duration::from_millis(250);
+        for _ in 0..40 {
+            now += step;
+            rc.on_report(report(rc.bitrate(), 120_000), now);
+        }
+        assert!(rc.bitrate() <= 140_000, "under the cap: {}", rc.bitrate());
+        let mut reports = 0;
+        while rc.bitrate() < 1_500_000 && reports < 200 {
+            now += step;
+            reports += 1;
+            rc.on_report(report(rc.bitrate(), 10_000_000), now);
+        }
+        assert!(
+            reports <= 80,
+            "back at the top {} s after the cap lifted",
+            reports / 4
+        );
     }
 
     /// A bottleneck of `cap` bit/s with a drop-tail buffer of `buffer_bits`, as a fluid, on
