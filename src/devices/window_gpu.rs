@@ -41,6 +41,14 @@ impl GpuPainter {
         canvas: Canvas<sdl2::video::Window>,
         placeholder: &VideoFrame,
     ) -> Result<Self, WindowError> {
+        // our pictures are BT.601 (as H.264's conversion and OpenCV's make them); left to
+        // itself SDL converts pictures over 576 lines as BT.709
+        // SAFETY: sets one global of SDL's, read when a YUV texture is drawn; no pointers
+        unsafe {
+            sdl2::sys::SDL_SetYUVConversionMode(
+                sdl2::sys::SDL_YUV_CONVERSION_MODE::SDL_YUV_CONVERSION_BT601,
+            );
+        }
         let creator = canvas.texture_creator();
         let mut slot = None;
         upload(&creator, &mut slot, placeholder)?;
