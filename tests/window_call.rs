@@ -108,19 +108,24 @@ fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
 }
 
 /// Where OpenGL is a software rasteriser (Mesa's llvmpipe, as under Xvfb here) the window
-/// draws into its framebuffer on the CPU by default.
+/// draws into its framebuffer on the CPU by default (A); B asks for that without OpenGL.
 #[test]
 fn windows_show_both_streams_react_to_keys_and_say_peer_left() {
-    call_in_windows("auto", "cpu framebuffer");
+    call_in_windows(
+        ("auto", "cpu framebuffer (opengl, llvmpipe"),
+        ("cpu", "cpu framebuffer (asked for)"),
+    );
 }
 
 /// The path a machine with a GPU takes: SDL's renderer with IYUV textures.
 #[test]
 fn the_gpu_renderer_shows_the_same_call() {
-    call_in_windows("gpu", "gpu renderer");
+    call_in_windows(("gpu", "gpu renderer"), ("gpu", "gpu renderer"));
 }
 
-fn call_in_windows(renderer: &str, painter: &str) {
+/// A call between two windows, A's and B's `--renderer` each with what its log must say.
+fn call_in_windows(a_renderer: (&str, &str), b_renderer: (&str, &str)) {
+    let (renderer, painter) = a_renderer;
     let dir = scratch(&format!("window-{renderer}"));
     let xa = Xvfb::start(1600, 900);
     let xb = Xvfb::start(1600, 900);
@@ -144,7 +149,14 @@ fn call_in_windows(renderer: &str, painter: &str) {
         &dir,
         "b",
         pb,
-        &["--camera", "test", "--peer", &to_a, "--renderer", renderer],
+        &[
+            "--camera",
+            "test",
+            "--peer",
+            &to_a,
+            "--renderer",
+            b_renderer.0,
+        ],
         &[("DISPLAY", &xb.display)],
     );
     let shot = dir.join("a.png");
@@ -167,6 +179,12 @@ fn call_in_windows(renderer: &str, painter: &str) {
         a.log_text().contains(&format!("window: {painter}")),
         "A draws with the {painter}: {}",
         a.log_text()
+    );
+    assert!(
+        b.log_text().contains(&format!("window: {}", b_renderer.1)),
+        "B draws with the {}: {}",
+        b_renderer.1,
+        b.log_text()
     );
     // and on B's screen too
     wait_until(Duration::from_secs(5), "both stamps on B's screen", || {

@@ -26,6 +26,9 @@ pub enum WindowError {
     /// The placeholder picture is unreadable.
     #[error("placeholder picture: {0}")]
     Asset(#[from] image::ImageError),
+    /// A picture could not be painted into the framebuffer.
+    #[error("drawing a picture: {0}")]
+    Draw(#[from] super::compose::ComposeError),
 }
 
 /// What a key (or the window) asks for.
@@ -253,46 +256,38 @@ impl Window {
             capture_us: 0,
             format: PixelFormat::Bgr,
         };
-        // no vsync: a frame is shown the moment it is decoded
-        let canvas = window.into_canvas().build().map_err(sdl)?;
-        let name = canvas.info().name;
-        let gl = gl_renderer(&video_sys);
-        let software = is_software(name, gl.as_deref());
-        let want_cpu = match renderer {
-            Renderer::Auto => software,
-            Renderer::Gpu => false,
-            Renderer::Cpu => true,
-        };
-        let (painter, events) = if want_cpu {
-            let window = canvas.into_window();
-            sdl2::hint::set(NO_ACCELERATION_HINT, "0");
-            match CpuPainter::new(window, events, placeholder.clone()) {
-                Ok(p) => (Painter::Cpu(Box::new(p)), None),
-                Err((window, events, why)) => {
-                    tracing::info!(
-                        "window framebuffer unusable ({why}): drawing with SDL's renderer"
-                    );
-                    let canvas = window.into_canvas().build().map_err(sdl)?;
-                    (
-                        Painter::Gpu(Box::new(GpuPainter::new(canvas, &placeholder)?)),
-                        Some(events),
-                    )
-                }
-            }
+        // asked for the framebuffer: no renderer, nor OpenGL, at all
+        let (window, gl_info) = if renderer == Renderer::Cpu {
+            (window, "asked for".to_string())
         } else {
-            (
-                Painter::Gpu(Box::new(GpuPainter::new(canvas, &placeholder)?)),
-                Some(events),
-            )
+            // no vsync: a frame is shown the moment it is decoded
+            let canvas = window.into_canvas().build().map_err(sdl)?;
+            let name = canvas.info().name;
+            let gl = gl_renderer(&video_sys);
+            let info = format!("{name}, {}", gl.as_deref().unwrap_or("no OpenGL"));
+            if renderer == Renderer::Gpu || !is_software(name, gl.as_deref()) {
+                tracing::info!("window: gpu renderer ({info})");
+                return Ok(Self {
+                    _sdl: sdl_ctx,
+                    painter: Painter::Gpu(Box::new(GpuPainter::new(canvas, &placeholder)?)),
+                    events: Some(events),
+                });
+            }
+            (canvas.into_window(), info)
         };
-        tracing::info!(
-            "window: {} ({name}, {})",
-            match painter {
-                Painter::Gpu(_) => "gpu renderer",
-                Painter::Cpu(_) => "cpu framebuffer",
-            },
-            gl.as_deref().unwrap_or("no OpenGL")
-        );
+        sdl2::hint::set(NO_ACCELERATION_HINT, "0");
+        let (painter, events) = match CpuPainter::new(window, events, placeholder.clone()) {
+            Ok(p) => {
+                tracing::info!("window: cpu framebuffer ({gl_info})");
+                (Painter::Cpu(Box::new(p)), None)
+            }
+            Err((window, events, why)) => {
+                tracing::info!("window framebuffer unusable ({why}): drawing with SDL's renderer");
+                let canvas = window.into_canvas().build().map_err(sdl)?;
+                let painter = GpuPainter::new(canvas, &placeholder)?;
+                (Painter::Gpu(Box::new(painter)), Some(events))
+            }
+        };
         Ok(Self {
             _sdl: sdl_ctx,
             painter,

@@ -188,22 +188,19 @@ impl CpuPainter {
         let texts = &self.texts;
         let scratch = &mut self.scratch;
         let drawn: Result<(), WindowError> = surface.with_lock_mut(|data| {
-            let mut px =
-                Pixels::new(data, w, h, pitch).map_err(|e| WindowError::Sdl(e.to_string()))?;
+            let mut px = Pixels::new(data, w, h, pitch)?;
             if full {
                 px.fill(Rect::full(w, h), BACKGROUND);
                 px.fill(layout::panes(w, h).local, SIDE);
             }
             if let (Some(f), Some(r)) = (remote_pic, remote_rect) {
                 if full || remote_new {
-                    px.picture(f, r, false, scratch)
-                        .map_err(|e| WindowError::Sdl(e.to_string()))?;
+                    px.picture(f, r, false, scratch)?;
                 }
             }
             if let Some(f) = local_pic {
                 if full || local_new {
-                    px.picture(f, local_rect, mirror, scratch)
-                        .map_err(|e| WindowError::Sdl(e.to_string()))?;
+                    px.picture(f, local_rect, mirror, scratch)?;
                 }
             }
             for b in &boxes {
