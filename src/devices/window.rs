@@ -66,7 +66,7 @@ pub struct Overlay {
     pub footer: Option<String>,
 }
 
-/// The window's background, and the self-view pane's.
+/// The window's background (the remote pane around its picture).
 pub const BACKGROUND: [u8; 3] = [12, 14, 18];
 /// The self-view pane's background.
 pub const SIDE: [u8; 3] = [24, 28, 34];
