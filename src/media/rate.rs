@@ -98,6 +98,7 @@ const UNDO_WITHIN: Duration = Duration::from_millis(600);
 /// queue: every frame behind a probe waits (the 720p rows under the e2e bench's 1 Mbit/s cap
 /// had their p95 from probes every 2 s), and a link's rate seldom changes every few seconds.
 const HOLD: Duration = Duration::from_secs(8);
+/// The share of the link's known rate the bitrate holds at during [`HOLD`].
 const HEADROOM: f64 = 0.9;
 /// A step above [`HEADROOM`] of the link's known rate, once the hold is over.
 const PROBE_STEP: f64 = 1.04;
@@ -246,9 +247,6 @@ impl RateController {
         } else if loss < PROBE_LOSS && r.queue_ms < PROBE_QUEUE_MS && since >= UP_EVERY {
             // until the link was first found full nothing is known of it: climb fast (a
             // slow start); later, fast only well under what it carried then
-            let far_below = self
-                .link_bps
-                .is_none_or(|l| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
             // well over the rate the link was last found full at, with no queue: the link
             // got faster, and what is known of it is stale
             if self
@@ -258,6 +256,9 @@ impl RateController {
                 self.link_bps = None;
                 self.full_at = None;
             }
+            let far_below = self
+                .link_bps
+                .is_none_or(|l| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
             // near a link found full lately: up to the headroom under its rate, no further
             let ceiling = self
                 .link_bps
@@ -375,7 +376,7 @@ mod tests {
     #[test]
     fn after_a_deep_cap_lifts_the_bitrate_climbs_fast_again() {
         // 120 kbit/s for 10 s, then a clean link: the rate known from the cap must not keep
-        // the climb at probing steps (4 % a step: 30 s from 120 kbit/s to 1.5 Mbit/s)
+        // the climb at probing steps (4 % a step: 43 s from 120 kbit/s to 1.5 Mbit/s)
         let mut rc = RateController::new(500_000, 50_000, 1_500_000);
         let mut now = Instant::now();
         let step = Duration::from_millis(250);
