@@ -12,19 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::Xvfb;
 use prattle::devices::window::{Overlay, PaneShow, Renderer, Scene, Window};
-use prattle::media::h264::{bgr_to_i420, I420Frame};
+use prattle::media::h264::to_i420;
 use prattle::media::pattern::TestPattern;
-use prattle::media::{PixelFormat, VideoFrame};
-
-fn i420(bgr: &VideoFrame) -> VideoFrame {
-    let mut planes = I420Frame::new(bgr.width, bgr.height);
-    bgr_to_i420(&bgr.data, bgr.width, bgr.height, &mut planes);
-    VideoFrame {
-        data: [planes.y, planes.u, planes.v].concat(),
-        format: PixelFormat::I420,
-        ..bgr.clone()
-    }
-}
+use prattle::media::VideoFrame;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -54,7 +44,7 @@ fn main() {
         let pictures: Vec<(VideoFrame, Arc<VideoFrame>)> = (0..30)
             .map(|n| {
                 let bgr = pattern.render(n, 0);
-                let yuv = Arc::new(i420(&bgr));
+                let yuv = Arc::new(to_i420(&bgr).expect("even size"));
                 (bgr, yuv)
             })
             .collect();
@@ -67,8 +57,9 @@ fn main() {
                 for i in 0..draws / 4 + 5 {
                     let (bgr, yuv) = &pictures[i % pictures.len()];
                     let _ = win.poll_commands();
+                    let local = bgr.clone();
                     let start = Instant::now();
-                    win.upload_local(bgr).expect("self-view");
+                    win.upload_local(local).expect("self-view");
                     win.upload_remote(Arc::clone(yuv)).expect("picture");
                     win.draw(&scene).expect("draw");
                     if i >= 5 {

@@ -86,11 +86,9 @@ impl<'a> Pixels<'a> {
 
     /// `r` cut to the buffer, as (x0, y0, x1, y1); `None` when nothing is left.
     fn clip(&self, r: Rect) -> Option<(usize, usize, usize, usize)> {
-        let x0 = r.x.max(0) as i64;
-        let y0 = r.y.max(0) as i64;
-        let x1 = (i64::from(r.x) + i64::from(r.w)).min(i64::from(self.width));
-        let y1 = (i64::from(r.y) + i64::from(r.h)).min(i64::from(self.height));
-        (x1 > x0 && y1 > y0).then_some((x0 as usize, y0 as usize, x1 as usize, y1 as usize))
+        let c = r.intersect(Rect::full(self.width, self.height))?;
+        let (x0, y0) = (c.x as usize, c.y as usize);
+        Some((x0, y0, x0 + c.w as usize, y0 + c.h as usize))
     }
 
     /// The pixel at (`x`, `y`) as (B, G, R); for tests and checks.
@@ -239,7 +237,7 @@ impl<'a> Pixels<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::h264::{bgr_to_i420, I420Frame};
+    use crate::media::h264::to_i420;
     use crate::media::pattern::TestPattern;
     use crate::media::stamp;
 
@@ -296,16 +294,15 @@ mod tests {
     #[test]
     fn pictures_land_where_asked_converted_scaled_and_mirrored() {
         let bgr = TestPattern::new(320, 240).render(7, 1_000);
-        let mut planes = I420Frame::new(320, 240);
-        bgr_to_i420(&bgr.data, 320, 240, &mut planes);
-        let i420 = VideoFrame {
-            data: [planes.y, planes.u, planes.v].concat(),
-            format: PixelFormat::I420,
-            ..bgr.clone()
-        };
+        let i420 = to_i420(&bgr).unwrap();
         let (w, h, pitch) = (400u32, 300u32, 1700usize);
         let mut v = vec![0u8; pitch * h as usize];
         let mut scratch = Scratch::default();
+        let mut draw = |v: &mut Vec<u8>, f: &VideoFrame, at: Rect, mirror: bool| {
+            Pixels::new(v, w, h, pitch)
+                .unwrap()
+                .picture(f, at, mirror, &mut scratch)
+        };
         let read = |v: &[u8], at: Rect| {
             let pic = stamp::Picture {
                 data: v,
@@ -317,23 +314,14 @@ mod tests {
             stamp::read_stamp(&pic, at, false).map(|s| s.frame_no)
         };
         let at = rect(40, 30, 320, 240);
-        Pixels::new(&mut v, w, h, pitch)
-            .unwrap()
-            .picture(&i420, at, false, &mut scratch)
-            .unwrap();
+        draw(&mut v, &i420, at, false).unwrap();
         assert_eq!(read(&v, at), Some(7));
         let big = rect(0, 0, 400, 300);
-        Pixels::new(&mut v, w, h, pitch)
-            .unwrap()
-            .picture(&bgr, big, false, &mut scratch)
-            .unwrap();
+        draw(&mut v, &bgr, big, false).unwrap();
         assert_eq!(read(&v, big), Some(7));
         // mirrored: the stamp reads backwards, so it is no longer found as it was
         let small = rect(10, 10, 160, 120);
-        Pixels::new(&mut v, w, h, pitch)
-            .unwrap()
-            .picture(&bgr, small, true, &mut scratch)
-            .unwrap();
+        draw(&mut v, &bgr, small, true).unwrap();
         let p = Pixels::new(&mut v, w, h, pitch).unwrap();
         let left = p.pixel(12, 60).unwrap();
         let right = p.pixel(167, 60).unwrap();
@@ -349,12 +337,9 @@ mod tests {
         // a picture whose bytes do not match its size is refused; one outside draws nothing
         let mut short = i420.clone();
         short.data.pop();
-        let mut p = Pixels::new(&mut v, w, h, pitch).unwrap();
-        assert!(p.picture(&short, at, false, &mut scratch).is_err());
+        assert!(draw(&mut v, &short, at, false).is_err());
         let before = v.clone();
-        let mut p = Pixels::new(&mut v, w, h, pitch).unwrap();
-        p.picture(&i420, rect(100, 100, 320, 240), false, &mut scratch)
-            .unwrap();
+        draw(&mut v, &i420, rect(100, 100, 320, 240), false).unwrap();
         assert!(v == before);
     }
 }

@@ -122,6 +122,13 @@ pub struct TextBox {
     pub ink: Rect,
 }
 
+impl TextBox {
+    /// The key of its rendered text in a painter's cache.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.scale, self.text)
+    }
+}
+
 /// Where the overlay's texts go in a `w`×`h` window whose self-view is at `local`.
 pub fn text_boxes(w: u32, h: u32, overlay: &Overlay, local: Rect) -> Vec<TextBox> {
     let panes = layout::panes(w, h);
@@ -182,6 +189,11 @@ pub struct Window {
 
 pub(crate) fn sdl(e: impl std::fmt::Display) -> WindowError {
     WindowError::Sdl(e.to_string())
+}
+
+/// `r` as SDL's rectangle (SDL's cannot be empty).
+pub(crate) fn sdl_rect(r: Rect) -> sdl2::rect::Rect {
+    sdl2::rect::Rect::new(r.x, r.y, r.w.max(1), r.h.max(1))
 }
 
 /// OpenGL's renderer string (`GL_RENDERER`) for the context current on this thread.
@@ -371,15 +383,15 @@ impl Window {
 
     /// Takes a new self-view picture, shrunk first by a whole factor when it is drawn at
     /// half its size or less: SDL's conversion of a whole BGR picture took ~2 ms at 720p.
-    pub fn upload_local(&mut self, f: &VideoFrame) -> Result<(), WindowError> {
+    pub fn upload_local(&mut self, f: VideoFrame) -> Result<(), WindowError> {
         let (w, h) = self.window().drawable_size();
         let r = layout::local_picture(w, h, f.width, f.height);
         // by a whole factor, the rest is left to the draw
         let k = f.width / r.w.max(1);
         let small = if f.format == PixelFormat::Bgr && k >= 2 {
-            shrink_bgr_by(f, k)
+            shrink_bgr_by(&f, k)
         } else {
-            f.clone()
+            f
         };
         match &mut self.painter {
             Painter::Gpu(p) => p.set_local(&small),

@@ -10,7 +10,9 @@ use sdl2::rect::Rect as SdlRect;
 
 use super::compose::{Pixels, Scratch};
 use super::text;
-use super::window::{sdl, text_boxes, PaneShow, Scene, WindowError, BACKGROUND, SHADE, SIDE};
+use super::window::{
+    sdl, sdl_rect, text_boxes, PaneShow, Scene, WindowError, BACKGROUND, SHADE, SIDE,
+};
 use crate::layout;
 use crate::media::stamp::Rect;
 use crate::media::VideoFrame;
@@ -39,24 +41,6 @@ pub struct CpuPainter {
     scratch: Scratch,
     drawn: Option<Drawn>,
     texts: std::collections::HashMap<String, (u32, u32, Vec<u8>)>,
-}
-
-fn sdl_rect(r: Rect) -> SdlRect {
-    SdlRect::new(r.x, r.y, r.w.max(1), r.h.max(1))
-}
-
-/// `a` and `b` overlap in this rectangle, if at all.
-fn intersect(a: Rect, b: Rect) -> Option<Rect> {
-    let x0 = a.x.max(b.x);
-    let y0 = a.y.max(b.y);
-    let x1 = (i64::from(a.x) + i64::from(a.w)).min(i64::from(b.x) + i64::from(b.w));
-    let y1 = (i64::from(a.y) + i64::from(a.h)).min(i64::from(b.y) + i64::from(b.h));
-    (x1 > i64::from(x0) && y1 > i64::from(y0)).then(|| Rect {
-        x: x0,
-        y: y0,
-        w: (x1 - i64::from(x0)) as u32,
-        h: (y1 - i64::from(y0)) as u32,
-    })
 }
 
 impl CpuPainter {
@@ -164,7 +148,7 @@ impl CpuPainter {
         };
         let boxes = text_boxes(w, h, &scene.overlay, local_rect);
         for b in &boxes {
-            let key = format!("{}:{}", b.scale, b.text);
+            let key = b.key();
             if !self.texts.contains_key(&key) && self.texts.len() > 64 {
                 self.texts.clear();
             }
@@ -204,11 +188,11 @@ impl CpuPainter {
                 }
             }
             for b in &boxes {
-                let Some((tw, th, mask)) = texts.get(&format!("{}:{}", b.scale, b.text)) else {
+                let Some((tw, th, mask)) = texts.get(&b.key()) else {
                     continue;
                 };
                 for d in &dirty {
-                    if let Some(r) = intersect(b.shade, *d) {
+                    if let Some(r) = b.shade.intersect(*d) {
                         px.shade(r, SHADE);
                         px.ink(mask, *tw, *th, b.ink.x, b.ink.y, r);
                     }
@@ -219,7 +203,7 @@ impl CpuPainter {
         drawn?;
         let rects: Vec<SdlRect> = dirty
             .iter()
-            .filter_map(|r| intersect(*r, Rect::full(w, h)))
+            .filter_map(|r| r.intersect(Rect::full(w, h)))
             .map(sdl_rect)
             .collect();
         surface.update_window_rects(&rects).map_err(sdl)?;

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use sdl2::pixels::{Color, PixelFormatEnum};
-use sdl2::rect::Rect as SdlRect;
 use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
 use sdl2::video::WindowContext;
 
 use super::text;
-use super::window::{sdl, text_boxes, PaneShow, Scene, TextBox, WindowError, BACKGROUND, SIDE};
+use super::window::{
+    sdl, sdl_rect, text_boxes, PaneShow, Scene, TextBox, WindowError, BACKGROUND, SIDE,
+};
 use crate::layout;
-use crate::media::stamp::Rect;
 use crate::media::{PixelFormat, VideoFrame};
 
 struct VideoTexture {
@@ -29,10 +29,6 @@ pub struct GpuPainter {
     local: Option<VideoTexture>,
     placeholder: VideoTexture,
     texts: HashMap<String, VideoTexture>,
-}
-
-fn sdl_rect(r: Rect) -> SdlRect {
-    SdlRect::new(r.x, r.y, r.w.max(1), r.h.max(1))
 }
 
 impl GpuPainter {
@@ -146,7 +142,7 @@ impl GpuPainter {
 
     /// A line of text on a dark translucent box.
     fn text_box(&mut self, b: &TextBox) -> Result<(), WindowError> {
-        let key = format!("{}:{}", b.scale, b.text);
+        let key = b.key();
         if !self.texts.contains_key(&key) {
             if self.texts.len() > 64 {
                 self.texts.clear();

@@ -214,7 +214,8 @@ impl Job {
                     self.replaced.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if let Some(f) = &p.local {
+            let local_new = p.local.is_some();
+            if let Some(f) = p.local {
                 if let Err(e) = w.upload_local(f) {
                     tracing::warn!("{e}");
                 }
@@ -243,7 +244,7 @@ impl Job {
                 (t1 - t0).as_micros(),
                 (at - t1).as_micros(),
                 undrawn.is_some(),
-                p.local.is_some()
+                local_new
             );
             if let (Some(frame), PaneShow::Video) = (undrawn.take(), scene.remote) {
                 let latency_us = unix_micros().saturating_sub(frame.capture_us);

@@ -736,6 +736,23 @@ fn bgr_frame(yuv: &I420Frame, capture_us: u64) -> VideoFrame {
     }
 }
 
+/// A BGR [`VideoFrame`] as BT.601 I420 (an I420 one is cloned); `None` for odd sizes.
+pub fn to_i420(f: &VideoFrame) -> Option<VideoFrame> {
+    match f.format {
+        PixelFormat::I420 => Some(f.clone()),
+        PixelFormat::Bgr => {
+            check_size(f.width, f.height).ok()?;
+            let mut yuv = I420Frame::new(f.width, f.height);
+            bgr_to_i420(&f.data, f.width, f.height, &mut yuv);
+            Some(VideoFrame {
+                data: [yuv.y, yuv.u, yuv.v].concat(),
+                format: PixelFormat::I420,
+                ..f.clone()
+            })
+        }
+    }
+}
+
 /// An I420 [`VideoFrame`] as BGR (a BGR one is cloned).
 pub fn to_bgr(f: &VideoFrame) -> Option<VideoFrame> {
     let Some((y, u, v)) = f.planes() else {

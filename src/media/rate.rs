@@ -44,10 +44,9 @@ pub struct RateController {
     /// Reports in a row with a queue of [`PROBE_QUEUE_MS`] or more.
     standing: u32,
     last_queue_ms: u16,
-    /// What arrived the last time the link was full: the link's rate, as far as we know.
-    link_bps: Option<u32>,
-    /// When the link was last found full.
-    full_at: Option<Instant>,
+    /// What arrived the last time the link was full (the link's rate, as far as we know),
+    /// and when that was.
+    link: Option<(u32, Instant)>,
     /// The last increase: when, and from what.
     raised_from: Option<(Instant, u32)>,
 }
@@ -129,8 +128,7 @@ impl RateController {
             creeping: 0,
             standing: 0,
             last_queue_ms: 0,
-            link_bps: None,
-            full_at: None,
+            link: None,
             raised_from: None,
         }
     }
@@ -225,8 +223,7 @@ impl RateController {
         let next = if full && since >= DOWN_EVERY {
             // heavy loss or a queue: the link is full. Go below what actually arrived by
             // what the queue holds, so that it drains in about a second.
-            self.link_bps = Some(r.receive_bps);
-            self.full_at = Some(now);
+            self.link = Some((r.receive_bps, now));
             let queue_s = f64::from(r.queue_ms) / 1000.0;
             let by_rate = (f64::from(r.receive_bps) * (0.85 - queue_s)).max(0.0) as u32;
             let by_factor = (f64::from(self.current) * 0.7) as u32;
@@ -234,14 +231,12 @@ impl RateController {
         } else if self.standing >= STANDING_REPORTS && since >= DOWN_EVERY {
             // a queue that stands: what arrives is the link's rate, and a little less drains it
             self.standing = 0;
-            self.link_bps = Some(r.receive_bps);
-            self.full_at = Some(now);
+            self.link = Some((r.receive_bps, now));
             (f64::from(self.current) * DRAIN_FACTOR) as u32
         } else if let Some(before) = overshot {
             // the last step went over the link: back to where it came from, and what arrives
             // now is what the link carries
-            self.link_bps = Some(r.receive_bps);
-            self.full_at = Some(now);
+            self.link = Some((r.receive_bps, now));
             let under = (f64::from(r.receive_bps) * HEADROOM) as u32;
             before.min(self.current).min(under.max(self.min))
         } else if loss < PROBE_LOSS && r.queue_ms < PROBE_QUEUE_MS && since >= UP_EVERY {
@@ -250,19 +245,17 @@ impl RateController {
             // well over the rate the link was last found full at, with no queue: the link
             // got faster, and what is known of it is stale
             if self
-                .link_bps
-                .is_some_and(|l| f64::from(self.current) >= f64::from(l) * STALE_OVER)
+                .link
+                .is_some_and(|(l, _)| f64::from(self.current) >= f64::from(l) * STALE_OVER)
             {
-                self.link_bps = None;
-                self.full_at = None;
+                self.link = None;
             }
             let far_below = self
-                .link_bps
-                .is_none_or(|l| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
+                .link
+                .is_none_or(|(l, _)| f64::from(self.current) < f64::from(l) * FAST_CLIMB_BELOW);
             // near a link found full lately: up to the headroom under its rate, no further
             let ceiling = self
-                .link_bps
-                .zip(self.full_at)
+                .link
                 .filter(|(_, t)| now.saturating_duration_since(*t) < HOLD)
                 .map_or(u32::MAX, |(l, _)| (f64::from(l) * HEADROOM) as u32);
             if self.current >= ceiling {
@@ -270,8 +263,8 @@ impl RateController {
             }
             // over the headroom (the hold is over): probe in small steps
             let probing = self
-                .link_bps
-                .is_some_and(|l| f64::from(self.current) >= f64::from(l) * HEADROOM);
+                .link
+                .is_some_and(|(l, _)| f64::from(self.current) >= f64::from(l) * HEADROOM);
             if far_below {
                 ((f64::from(self.current) * 1.25) as u32).min(ceiling)
             } else if grew {

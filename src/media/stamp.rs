@@ -42,6 +42,20 @@ impl Rect {
     pub fn full(w: u32, h: u32) -> Self {
         Self { x: 0, y: 0, w, h }
     }
+
+    /// Where this and `other` overlap, if they do.
+    pub fn intersect(self, other: Rect) -> Option<Rect> {
+        let end = |at: i32, len: u32| i64::from(at) + i64::from(len);
+        let (x0, y0) = (self.x.max(other.x), self.y.max(other.y));
+        let x1 = end(self.x, self.w).min(end(other.x, other.w));
+        let y1 = end(self.y, self.h).min(end(other.y, other.h));
+        (x1 > i64::from(x0) && y1 > i64::from(y0)).then(|| Rect {
+            x: x0,
+            y: y0,
+            w: (x1 - i64::from(x0)) as u32,
+            h: (y1 - i64::from(y0)) as u32,
+        })
+    }
 }
 
 /// A borrowed picture of 3 or 4 bytes per pixel with green in byte 1 (BGR, RGB, BGRA…).
