@@ -286,9 +286,12 @@ impl App {
             history: SendHistory::default(),
             resend_budget: Default::default(),
             pacer: crate::net::pacer::Pacer::new(rate.bitrate()),
+            prober: Default::default(),
+            probe_meter: Default::default(),
             rx: RxWindow::new(now),
             // the encoder starts where the rate controller does
             new_bitrate: Some(rate.bitrate()),
+            bitrate_probed: false,
             rate,
             parity: Default::default(),
             known_peers: keys.known_peers(),

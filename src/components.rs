@@ -142,4 +142,6 @@ pub struct KeyframeFeedback {
     pub new_stream: bool,
     /// The bitrate the encoder should now aim at.
     pub target_bitrate: Option<u32>,
+    /// The target comes from a probe of the path: the picture may grow to it at once.
+    pub bitrate_probed: bool,
 }

@@ -150,7 +150,11 @@ pub fn encode(
         Some(bps) => {
             encoder.bitrate = Some(bps);
             encoder.bitrate_pending = true;
-            encoder.ladder.on_bitrate(bps, clock.now)
+            if std::mem::take(&mut feedback.bitrate_probed) {
+                encoder.ladder.on_probed_bitrate(bps, clock.now)
+            } else {
+                encoder.ladder.on_bitrate(bps, clock.now)
+            }
         }
         None => encoder.ladder.poll(clock.now),
     };

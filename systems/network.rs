@@ -12,6 +12,7 @@ use crate::components::{
 use crate::keys::KeyStore;
 use crate::media::arrival::ArrivalStats;
 use crate::media::frame::{trace_stage, unix_micros};
+use crate::media::probe::{ProbeMeter, Prober};
 use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
@@ -43,10 +44,16 @@ pub struct Network {
     pub resend_budget: ResendBudget,
     /// Video (and resends) go out paced, at a multiple of the bitrate.
     pub pacer: Pacer,
+    /// Probes the path's rate when a call starts.
+    pub prober: Prober,
+    /// Times the peer's probes.
+    pub probe_meter: ProbeMeter,
     /// What arrived of the peer's video since the last report we sent.
     pub rx: RxWindow,
     /// A bitrate for the encoder, decided this tick.
     pub new_bitrate: Option<u32>,
+    /// It comes from a probe of the path.
+    pub bitrate_probed: bool,
     /// Keys of peers met before (trust on first use).
     pub known_peers: KnownPeers,
     /// Where they are saved.
@@ -135,12 +142,17 @@ const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Network {
     /// Hands the paced video that may go now to laminar (all of it is dropped when the call
-    /// is over), at the current bitrate target.
+    /// is over), at the current bitrate target, and the probe's datagrams that are due.
     fn release_paced(&mut self, peer: Option<std::net::SocketAddr>, now: Instant) {
         let Some(peer) = peer else {
             self.pacer.clear();
             return;
         };
+        let transport = &mut self.transport;
+        self.prober.poll(now, |p| match Message::Probe(p).encode() {
+            Ok(bytes) => transport.send(peer, bytes, false),
+            Err(e) => tracing::error!("probe not encodable: {e}"),
+        });
         self.pacer.set_bitrate(self.rate.bitrate());
         let transport = &mut self.transport;
         self.pacer.release(now, |d| transport.send(peer, d, false));
@@ -333,6 +345,37 @@ impl Network {
                         self.new_bitrate = Some(self.rate.bitrate());
                     }
                 }
+                Message::Probe(p) => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    self.probe_meter.on_probe(p, now);
+                }
+                Message::ProbeResult(r) => {
+                    if !self.session.accepts_media_from(from) {
+                        stats.media_outside_call += 1;
+                        continue;
+                    }
+                    let max = self.rate.max();
+                    let Some(found) = self.prober.on_result(r, max, now) else {
+                        continue;
+                    };
+                    let changed = self.rate.on_probe(found.bps, found.full, now);
+                    tracing::info!(
+                        cluster = r.cluster,
+                        kbps = r.kbps,
+                        even = r.even,
+                        full = found.full,
+                        ?changed,
+                        "probe: the path carries {} bit/s",
+                        found.bps
+                    );
+                    if let Some(bps) = changed {
+                        self.new_bitrate = Some(bps);
+                        self.bitrate_probed = true;
+                    }
+                }
                 Message::Nack { frame_id, missing } => {
                     if !self.session.accepts_media_from(from) {
                         stats.media_outside_call += 1;
@@ -476,6 +519,11 @@ pub fn network(
         incoming.frames.push(frame);
     }
     if let Some(peer) = peer {
+        if let Some(result) = net.probe_meter.result(now) {
+            if let Ok(bytes) = Message::ProbeResult(result).encode() {
+                net.transport.send(peer, bytes, false);
+            }
+        }
         if let Some(report) = net.rx.report_due(now) {
             if let Ok(bytes) = report.encode() {
                 net.transport.send(peer, bytes, false);
@@ -504,6 +552,7 @@ pub fn network(
     if let Some(bps) = net.new_bitrate.take() {
         // the parity takes its share of the target
         feedback.target_bitrate = Some((f64::from(bps) * net.parity.media_share()) as u32);
+        feedback.bitrate_probed = std::mem::take(&mut net.bitrate_probed);
     }
     stats.video_bitrate = net.rate.bitrate();
 
@@ -520,12 +569,17 @@ pub fn network(
                     net.new_bitrate = Some(net.rate.bitrate());
                 }
                 participant.name = addr.to_string();
+                net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
                 feedback.send_keyframe = true;
                 feedback.new_stream = true;
             }
-            SessionEvent::Resumed => feedback.send_keyframe = true,
+            SessionEvent::Resumed => {
+                // the path may have changed while it was down
+                net.prober.start(net.rate.bitrate(), net.rate.max(), now);
+                feedback.send_keyframe = true;
+            }
             SessionEvent::PeerLeft | SessionEvent::Lost => stream.clear(),
             SessionEvent::RemoteMedia(m) => {
                 if m.camera_on {

@@ -23,7 +23,8 @@ use prattle::media::VideoEncoder;
 use prattle::net::secure::{Auth, Identity, KnownPeers, SecureEndpoint};
 use prattle::proto::fragment::FrameMeta;
 use prattle::proto::{
-    fragment_frame, AudioFrame, CodecId, Message, StateSnapshot, VideoFragment,
+    fragment_frame, AudioFrame, CodecId, Message, ProbePacket, ProbeResult, StateSnapshot,
+    VideoFragment,
 };
 use prattle_fuzz::{ctl, record, EndpointDriver, Records, CFG_CODE, CFG_CONNECT, CODE, SOURCES};
 
@@ -61,7 +62,12 @@ fn frag(frame_id: u32, index: u16, count: u16, payload: &[u8]) -> Vec<u8> {
 
 fn messages(c: &mut Corpus) {
     let all = [
-        ("hello", Message::Hello { from: 0x0123_4567_89ab_cdef }),
+        (
+            "hello",
+            Message::Hello {
+                from: 0x0123_4567_89ab_cdef,
+            },
+        ),
         ("accept", Message::Accept { from: 1, to: 2 }),
         (
             "state",
@@ -114,10 +120,31 @@ fn messages(c: &mut Corpus) {
         capture_us: 1,
     };
     let parity = prattle::proto::parity::parity_fragments(meta, &[7; 3000], 2).expect("parity");
-    c.put("message_decode", "parity", &enc(Message::Parity(parity[0].clone())));
+    c.put(
+        "message_decode",
+        "parity",
+        &enc(Message::Parity(parity[0].clone())),
+    );
     let nack = |frame_id, missing| enc(Message::Nack { frame_id, missing });
     c.put("message_decode", "nack", &nack(11, Some(vec![0, 2, 1023])));
     c.put("message_decode", "nack_all", &nack(12, None));
+    let probe = ProbePacket {
+        cluster: 1,
+        index: 2,
+        count: 5,
+        size: 100,
+    };
+    c.put("message_decode", "probe", &enc(Message::Probe(probe)));
+    let result = ProbeResult {
+        cluster: 1,
+        kbps: 2400,
+        even: true,
+    };
+    c.put(
+        "message_decode",
+        "probe_result",
+        &enc(Message::ProbeResult(result)),
+    );
 }
 
 fn reassembler(c: &mut Corpus) {
@@ -134,7 +161,16 @@ fn reassembler(c: &mut Corpus) {
     c.put("reassembler", "in_order", &s);
 
     // two frames interleaved, reordered, one piece duplicated, one late after completion
-    let order = [(1, 2), (0, 1), (1, 0), (0, 0), (0, 1), (1, 1), (0, 2), (0, 2)];
+    let order = [
+        (1, 2),
+        (0, 1),
+        (1, 0),
+        (0, 0),
+        (0, 1),
+        (1, 1),
+        (0, 2),
+        (0, 2),
+    ];
     let mut s = Vec::new();
     for (f, i) in order {
         s.extend(record(TICK, &frag(100 + f, i, 3, &[f as u8; 8])));
@@ -170,7 +206,11 @@ fn reassembler(c: &mut Corpus) {
     };
     let data: Vec<u8> = (0..2600u32).map(|i| (i * 7) as u8).collect();
     let mut s = Vec::new();
-    for f in fragment_frame(meta, &data).expect("fragment").into_iter().rev() {
+    for f in fragment_frame(meta, &data)
+        .expect("fragment")
+        .into_iter()
+        .rev()
+    {
         s.extend(record(TICK, &enc(Message::Video(f))));
     }
     c.put("reassembler", "split_frame", &s);
@@ -180,11 +220,18 @@ fn reassembler(c: &mut Corpus) {
     let parity = prattle::proto::parity::parity_fragments(meta, &data, 2).expect("parity");
     let mut s = Vec::new();
     s.extend(record(TICK, &enc(Message::Parity(parity[1].clone()))));
-    for f in fragment_frame(meta, &data).expect("fragment").into_iter().skip(1) {
+    for f in fragment_frame(meta, &data)
+        .expect("fragment")
+        .into_iter()
+        .skip(1)
+    {
         s.extend(record(TICK, &enc(Message::Video(f))));
     }
     s.extend(record(TICK, &enc(Message::Parity(parity[0].clone()))));
-    s.extend(record(TICK_EXPIRE, &enc(Message::Parity(parity[0].clone()))));
+    s.extend(record(
+        TICK_EXPIRE,
+        &enc(Message::Parity(parity[0].clone())),
+    ));
     c.put("reassembler", "parity", &s);
 
     // a piece and a whole frame go missing: ticks ask for them, the resent piece fills the
@@ -255,7 +302,10 @@ fn jitter(c: &mut Corpus) {
 
     // sequence numbers wrap; then the sender restarts far away (four in a row reset)
     let mut s = CFG.to_vec();
-    for (k, seq) in [u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1, 2].into_iter().enumerate() {
+    for (k, seq) in [u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1, 2]
+        .into_iter()
+        .enumerate()
+    {
         s.extend(push(10, seq, &pkts[k]));
         s.extend(pop(10));
     }
@@ -306,9 +356,16 @@ fn opus(c: &mut Corpus) {
 }
 
 fn mjpeg(c: &mut Corpus) {
-    for (name, w, h, q) in [("16x16_q50", 16, 16, 50), ("64x48_q20", 64, 48, 20), ("33x17_q90", 33, 17, 90)] {
+    for (name, w, h, q) in [
+        ("16x16_q50", 16, 16, 50),
+        ("64x48_q20", 64, 48, 20),
+        ("33x17_q90", 33, 17, 90),
+    ] {
         let frame = TestPattern::new(w, h).render(1, 2);
-        let jpeg = MjpegEncoder::new(q).encode(&frame, true).expect("encode").data;
+        let jpeg = MjpegEncoder::new(q)
+            .encode(&frame, true)
+            .expect("encode")
+            .data;
         c.put("mjpeg_decode", name, &jpeg);
         if name == "64x48_q20" {
             c.put("mjpeg_decode", "truncated", &jpeg[..jpeg.len() / 2]);
@@ -321,13 +378,20 @@ fn h264(c: &mut Corpus) {
     let mut enc = H264Encoder::new(64, 48, 30.0, 60_000).expect("encoder");
     let mut pattern = TestPattern::new(64, 48);
     let units: Vec<Vec<u8>> = (0..4)
-        .map(|i| enc.encode(&pattern.render(i, 0), i == 0).expect("encode").data)
+        .map(|i| {
+            enc.encode(&pattern.render(i, 0), i == 0)
+                .expect("encode")
+                .data
+        })
         .collect();
     let stream: Vec<u8> = units.iter().flat_map(|u| record(0, u)).collect();
     c.put("h264_decode", "stream_64x48", &stream);
     c.put("h264_decode", "keyframe_64x48", &record(0, &units[0]));
     // a lost frame: later ones refer to a picture the decoder never had
-    let lossy: Vec<u8> = [0, 2, 3].iter().flat_map(|&i| record(0, &units[i])).collect();
+    let lossy: Vec<u8> = [0, 2, 3]
+        .iter()
+        .flat_map(|&i| record(0, &units[i]))
+        .collect();
     c.put("h264_decode", "lost_frame", &lossy);
 }
 
@@ -375,11 +439,11 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
 
     // delivers everything in flight, each side answering, until both are quiet
     let pump = |t: &mut EndpointDriver,
-                    p: &mut SecureEndpoint,
-                    to_p: &mut VecDeque<Vec<u8>>,
-                    to_t: &mut VecDeque<Vec<u8>>,
-                    input: &mut Vec<u8>,
-                    wire: &mut Vec<Vec<u8>>| {
+                p: &mut SecureEndpoint,
+                to_p: &mut VecDeque<Vec<u8>>,
+                to_t: &mut VecDeque<Vec<u8>>,
+                input: &mut Vec<u8>,
+                wire: &mut Vec<Vec<u8>>| {
         for _ in 0..100 {
             while let Some(d) = to_p.pop_front() {
                 wire.push(d.clone());
@@ -396,7 +460,11 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
             wire.push(d.clone());
             input.extend(record(ctl(0, 0), &d));
             let (_, sent) = t.step(ctl(0, 0), &d);
-            to_p.extend(sent.into_iter().filter(|(a, _)| *a == peer_addr).map(|(_, d)| d));
+            to_p.extend(
+                sent.into_iter()
+                    .filter(|(a, _)| *a == peer_addr)
+                    .map(|(_, d)| d),
+            );
         }
         panic!("conversation does not settle");
     };
@@ -416,7 +484,11 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
             Act::Tick(v) => {
                 input.extend(record(ctl(0, *v), &[]));
                 let (_, sent) = t.step(ctl(0, *v), &[]);
-                to_p.extend(sent.into_iter().filter(|(a, _)| *a == peer_addr).map(|(_, d)| d));
+                to_p.extend(
+                    sent.into_iter()
+                        .filter(|(a, _)| *a == peer_addr)
+                        .map(|(_, d)| d),
+                );
             }
         }
         pump(&mut t, &mut p, &mut to_p, &mut to_t, &mut input, &mut wire);
@@ -435,7 +507,11 @@ fn conversation(config: u8, peer_auth: Auth, acts: &[Act]) -> (Vec<u8>, Vec<Vec<
     for (c, body) in Records::new(&input[1..]) {
         let _ = r.step(c, body);
     }
-    assert_eq!(r.endpoint().stats(), s, "the recorded conversation replays exactly");
+    assert_eq!(
+        r.endpoint().stats(),
+        s,
+        "the recorded conversation replays exactly"
+    );
     (input, wire)
 }
 
@@ -443,11 +519,31 @@ fn secure(c: &mut Corpus) {
     use Act::*;
     let code = || Auth::Code(CODE.into());
     let runs: Vec<(&str, u8, Auth, Vec<Act>)> = vec![
-        ("responder_tofu", 0, Auth::Tofu, vec![Data(b"hello"), Data(b"world"), Replay]),
+        (
+            "responder_tofu",
+            0,
+            Auth::Tofu,
+            vec![Data(b"hello"), Data(b"world"), Replay],
+        ),
         ("responder_code", CFG_CODE, code(), vec![Data(b"hi")]),
-        ("initiator_tofu", CFG_CONNECT, Auth::Tofu, vec![Data(b"hello"), Replay]),
-        ("initiator_code", CFG_CONNECT | CFG_CODE, code(), vec![Data(b"hi")]),
-        ("code_mismatch", CFG_CODE, Auth::Code("8-other-words".into()), vec![]),
+        (
+            "initiator_tofu",
+            CFG_CONNECT,
+            Auth::Tofu,
+            vec![Data(b"hello"), Replay],
+        ),
+        (
+            "initiator_code",
+            CFG_CONNECT | CFG_CODE,
+            code(),
+            vec![Data(b"hi")],
+        ),
+        (
+            "code_mismatch",
+            CFG_CODE,
+            Auth::Code("8-other-words".into()),
+            vec![],
+        ),
         ("mode_mismatch", 0, code(), vec![]),
         (
             "timers",
@@ -509,5 +605,9 @@ fn main() {
     mjpeg(&mut c);
     h264(&mut c);
     secure(&mut c);
-    println!("wrote {} bytes of seeds under {}", c.bytes, c.root.display());
+    println!(
+        "wrote {} bytes of seeds under {}",
+        c.bytes,
+        c.root.display()
+    );
 }

@@ -134,6 +134,19 @@ impl Ladder {
         self.poll(now)
     }
 
+    /// Takes a bitrate target that a probe of the path found room for: no overshoot to wait
+    /// out, so the picture goes straight to the biggest rung the bitrate allows. Returns the
+    /// new step when it changed.
+    pub fn on_probed_bitrate(&mut self, bps: u32, now: Instant) -> Option<Step> {
+        let before = self.rung;
+        let _ = self.on_bitrate(bps, now);
+        while self.rung > 0 && self.bpp(self.rung - 1, bps) > self.up_bpp {
+            self.rung -= 1;
+        }
+        self.up_since = None;
+        (self.rung != before).then(|| self.step())
+    }
+
     /// Steps up when the bitrate has allowed it for long enough; returns the new step then.
     pub fn poll(&mut self, now: Instant) -> Option<Step> {
         let up = self.rung > 0 && self.bpp(self.rung - 1, self.bps) > self.up_bpp;
@@ -250,6 +263,21 @@ mod tests {
         assert_eq!(l.poll(ms(5000)), step(1280, 720, 1));
         // down at once
         assert_eq!(l.on_bitrate(100_000, ms(5010)), step(640, 360, 2));
+    }
+
+    #[test]
+    fn a_probed_bitrate_is_taken_at_once() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new((1280, 720), 30, CodecId::Mjpeg);
+        // the call starts at 0.8 Mbit/s: three eighths of the size at 15 fps
+        assert_eq!(l.on_bitrate(800_000, t0), step(480, 270, 2));
+        // a probe finds room for 5.5 Mbit/s: straight up two rungs to half size, no hold
+        assert_eq!(l.on_probed_bitrate(5_500_000, t0), step(640, 360, 1));
+        assert_eq!(l.on_probed_bitrate(5_500_000, t0), None);
+        // and for all of it
+        assert_eq!(l.on_probed_bitrate(16_600_000, t0), step(1280, 720, 1));
+        // a probed bitrate under the current step still steps down
+        assert_eq!(l.on_probed_bitrate(900_000, t0), step(640, 360, 2));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod opus_codec;
 pub mod pattern;
 pub mod playout_margin;
 pub mod priority;
+pub mod probe;
 pub mod rate;
 pub mod scale;
 pub mod stamp;

@@ -138,6 +138,34 @@ impl RateController {
         self.current
     }
 
+    /// The most the video may use, bit/s.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// A probe found that the path carries `bps` now (`full`: and no more). The target
+    /// jumps up to [`HEADROOM`] of it, and a path found full is known as full, as if a report
+    /// had found it so: the slow start would only overshoot it. A step that turns out too
+    /// far is undone like any other. Returns the new target when it changed.
+    pub fn on_probe(&mut self, bps: u32, full: bool, now: Instant) -> Option<u32> {
+        let next = ((f64::from(bps) * HEADROOM) as u32).clamp(self.min, self.max);
+        if full {
+            self.link = Some((bps, now));
+        } else if self
+            .link
+            .is_some_and(|(l, _)| f64::from(next) >= f64::from(l) * STALE_OVER)
+        {
+            self.link = None;
+        }
+        if next == self.current || (next < self.current && !full) {
+            return None;
+        }
+        self.raised_from = (next > self.current).then_some((now, self.current));
+        self.current = next;
+        self.last_change = Some(now);
+        Some(next)
+    }
+
     /// The reported loss, smoothed over the last few reports (0–1).
     pub fn loss(&self) -> f32 {
         self.loss.unwrap_or(0.0)
@@ -389,6 +417,32 @@ mod tests {
             "back at the top {} s after the cap lifted",
             reports / 4
         );
+    }
+
+    #[test]
+    fn a_probe_takes_the_bitrate_up_at_once_and_a_full_path_is_held_under() {
+        let now = Instant::now();
+        let mut rc = RateController::new(800_000, 50_000, 5_500_000);
+        // room for 4.8 Mbit/s: straight to 90 % of it
+        assert_eq!(rc.on_probe(4_800_000, false, now), Some(4_320_000));
+        // a smaller finding that is not the path's rate never lowers it
+        assert_eq!(rc.on_probe(2_000_000, false, now), None);
+        // room for more than the most: the most
+        assert_eq!(rc.on_probe(9_000_000, false, now), Some(5_500_000));
+
+        // a path found full at 1 Mbit/s: the bitrate holds under it instead of a slow start
+        // over it, for as long as a report finding it full would hold it
+        let mut rc = RateController::new(800_000, 50_000, 5_500_000);
+        assert_eq!(rc.on_probe(1_000_000, true, now), Some(900_000));
+        let mut t = now;
+        for _ in 0..24 {
+            t += Duration::from_millis(250);
+            rc.on_report(report(rc.bitrate(), 1_000_000), t);
+            assert_eq!(rc.bitrate(), 900_000, "held under the path's rate");
+        }
+        // and a full path slower than the start lowers it at once
+        let mut rc = RateController::new(500_000, 50_000, 1_500_000);
+        assert_eq!(rc.on_probe(300_000, true, now), Some(270_000));
     }
 
     /// A bottleneck of `cap` bit/s with a drop-tail buffer of `buffer_bits`, as a fluid, on

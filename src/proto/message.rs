@@ -37,6 +37,13 @@ const KIND_AUDIO: u8 = 7;
 const KIND_NACK: u8 = 8;
 const KIND_REPORT: u8 = 9;
 const KIND_PARITY: u8 = 10;
+const KIND_PROBE: u8 = 11;
+const KIND_PROBE_RESULT: u8 = 12;
+
+/// Most datagrams one bandwidth probe may have (the receiver keeps one bit for each).
+pub const MAX_PROBE_PACKETS: u16 = 64;
+/// Bytes of a probe datagram's header (magic, version, kind, cluster, index, count, size).
+pub const PROBE_HEADER_LEN: usize = 4 + 2 + 2 + 2 + 2;
 
 /// Fragment indices one resend request names at most.
 pub const MAX_NACK_INDICES: usize = 128;
@@ -234,6 +241,10 @@ pub enum Message {
         /// The last frame that arrived and how long ago (ms), for the sender's round trip.
         echo: Option<(u32, u16)>,
     },
+    /// One datagram of a bandwidth probe (see `media::probe`).
+    Probe(ProbePacket),
+    /// How a probe's datagrams arrived.
+    ProbeResult(ProbeResult),
     /// "Send these fragments of this frame again" (`None`: all of it).
     Nack {
         /// The frame.
@@ -241,6 +252,33 @@ pub enum Message {
         /// Missing fragment indices, or the whole frame.
         missing: Option<Vec<u16>>,
     },
+}
+
+/// One datagram of a bandwidth probe: a burst sent at a set rate, padded to `size`, whose
+/// arrival rate tells how fast the path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbePacket {
+    /// Which burst.
+    pub cluster: u16,
+    /// This datagram's place in the burst, below `count`.
+    pub index: u16,
+    /// Datagrams in the burst, at most [`MAX_PROBE_PACKETS`].
+    pub count: u16,
+    /// Bytes of the whole datagram, padding included: from [`PROBE_HEADER_LEN`] to
+    /// [`MAX_DATAGRAM`].
+    pub size: u16,
+}
+
+/// What the receiver tells of a probe's burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// Which burst.
+    pub cluster: u16,
+    /// Its arrival rate, kbit/s (`u32::MAX`: all at once, too fast to time).
+    pub kbps: u32,
+    /// It arrived in order and evenly spaced, as from the queue of a bottleneck; a path that
+    /// jitters spreads a burst too, but unevenly and out of order.
+    pub even: bool,
 }
 
 /// One encoded audio frame, sent unreliably.
@@ -321,6 +359,29 @@ impl Message {
                     }
                     None => w.u8(0),
                 }
+            }
+            Message::Probe(p) => {
+                if p.count == 0 || p.count > MAX_PROBE_PACKETS || p.index >= p.count {
+                    return Err(ProtoError::Invalid("probe index"));
+                }
+                let size = usize::from(p.size);
+                if size < PROBE_HEADER_LEN {
+                    return Err(ProtoError::Invalid("probe size"));
+                }
+                w.u8(KIND_PROBE);
+                w.u16(p.cluster);
+                w.u16(p.index);
+                w.u16(p.count);
+                w.u16(p.size);
+                // zeros up to the size (encrypted on the wire like everything else); over
+                // MAX_DATAGRAM is refused below
+                w.bytes(&vec![0; size - PROBE_HEADER_LEN]);
+            }
+            Message::ProbeResult(r) => {
+                w.u8(KIND_PROBE_RESULT);
+                w.u16(r.cluster);
+                w.u32(r.kbps);
+                w.u8(u8::from(r.even));
             }
             Message::Nack { frame_id, missing } => {
                 w.u8(KIND_NACK);
@@ -456,6 +517,33 @@ impl Message {
                     echo,
                 }
             }
+            KIND_PROBE => {
+                let (cluster, index, count) = (r.u16()?, r.u16()?, r.u16()?);
+                if count == 0 || count > MAX_PROBE_PACKETS || index >= count {
+                    return Err(ProtoError::Invalid("probe index"));
+                }
+                let size = r.u16()?;
+                if usize::from(size) != buf.len() {
+                    return Err(ProtoError::Invalid("probe size"));
+                }
+                // the padding is not looked at
+                let _ = r.rest();
+                Message::Probe(ProbePacket {
+                    cluster,
+                    index,
+                    count,
+                    size,
+                })
+            }
+            KIND_PROBE_RESULT => Message::ProbeResult(ProbeResult {
+                cluster: r.u16()?,
+                kbps: r.u32()?,
+                even: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(ProtoError::Invalid("even flag")),
+                },
+            }),
             KIND_NACK => {
                 let frame_id = r.u32()?;
                 let n = r.u16()?;
@@ -516,6 +604,8 @@ impl Message {
             | Message::Parity(_)
             | Message::Audio(_)
             | Message::Nack { .. }
+            | Message::Probe(_)
+            | Message::ProbeResult(_)
             | Message::Report { .. } => None,
         }
     }
@@ -682,6 +772,28 @@ mod tests {
                 jitter_ms: 0,
                 echo: None,
             },
+            Message::Probe(ProbePacket {
+                cluster: 3,
+                index: 4,
+                count: 5,
+                size: 1200,
+            }),
+            Message::Probe(ProbePacket {
+                cluster: u16::MAX,
+                index: 0,
+                count: MAX_PROBE_PACKETS,
+                size: PROBE_HEADER_LEN as u16,
+            }),
+            Message::ProbeResult(ProbeResult {
+                cluster: 3,
+                kbps: u32::MAX,
+                even: false,
+            }),
+            Message::ProbeResult(ProbeResult {
+                cluster: 0,
+                kbps: 1,
+                even: true,
+            }),
             Message::Audio(AudioFrame {
                 seq: 1,
                 timestamp: 960,
@@ -817,6 +929,42 @@ mod tests {
         let bytes = Message::Parity(p.clone()).encode().expect("fits");
         assert_eq!(bytes.len(), MAX_DATAGRAM);
         assert_eq!(Message::decode(&bytes), Ok(Message::Parity(p)));
+    }
+
+    #[test]
+    fn invalid_probes_are_rejected_both_ways() {
+        let probe = |index, count, size| {
+            Message::Probe(ProbePacket {
+                cluster: 1,
+                index,
+                count,
+                size,
+            })
+        };
+        for (index, count, size) in [
+            (0, 0, 100),
+            (5, 5, 100),
+            (0, MAX_PROBE_PACKETS + 1, 100),
+            (0, 5, PROBE_HEADER_LEN as u16 - 1),
+            (0, 5, MAX_DATAGRAM as u16 + 1),
+        ] {
+            assert!(
+                probe(index, count, size).encode().is_err(),
+                "{index} {count} {size}"
+            );
+            // forged by hand: the header's fields, and the size against what arrived
+            let mut bytes = probe(0, 5, 100).encode().expect("encode");
+            bytes[6..8].copy_from_slice(&index.to_be_bytes());
+            bytes[8..10].copy_from_slice(&count.to_be_bytes());
+            bytes[10..12].copy_from_slice(&size.to_be_bytes());
+            assert!(
+                Message::decode(&bytes).is_err(),
+                "forged {index} {count} {size}"
+            );
+        }
+        // the biggest probe is one datagram
+        let bytes = probe(0, 1, MAX_DATAGRAM as u16).encode().expect("fits");
+        assert_eq!(bytes.len(), MAX_DATAGRAM);
     }
 
     #[test]

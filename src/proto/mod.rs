@@ -8,7 +8,10 @@ pub mod wire;
 
 pub use fragment::{fragment_frame, NackRequest, Reassembler, ReassemblyEvent};
 pub use history::SendHistory;
-pub use message::{AudioFrame, CodecId, Message, ParityFragment, StateSnapshot, VideoFragment};
+pub use message::{
+    AudioFrame, CodecId, Message, ParityFragment, ProbePacket, ProbeResult, StateSnapshot,
+    VideoFragment,
+};
 
 /// Why a received datagram was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -289,6 +289,8 @@ impl Session {
             | Message::Parity(_)
             | Message::Audio(_)
             | Message::Nack { .. }
+            | Message::Probe { .. }
+            | Message::ProbeResult { .. }
             | Message::Report { .. } => {}
         }
     }
