@@ -144,4 +144,7 @@ pub struct KeyframeFeedback {
     pub target_bitrate: Option<u32>,
     /// The target comes from a probe of the path: the picture may grow to it at once.
     pub bitrate_probed: bool,
+    /// The path is being probed at the start of a call: no picture is encoded until its rate
+    /// is known, so that none queues behind a burst, and the first keyframe has its size.
+    pub hold_video: bool,
 }

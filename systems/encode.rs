@@ -171,13 +171,14 @@ pub fn encode(
     (stats.video_width, stats.video_height) = step.size;
     stats.video_fps = encoder.ladder.fps();
     let connected = call.state == CallState::Connected;
-    if connected && local.fresh && local.frame.is_some() {
+    let sending = connected && !feedback.hold_video;
+    if sending && local.fresh && local.frame.is_some() {
         encoder.camera_frames += 1;
     }
     let this_one = encoder
         .camera_frames
         .is_multiple_of(u64::from(step.divisor.max(1)));
-    if let (true, true, Some(frame)) = (connected, local.fresh && this_one, &local.frame) {
+    if let (true, true, Some(frame)) = (sending, local.fresh && this_one, &local.frame) {
         let job = Job {
             frame: frame.clone(),
             size: step.size,

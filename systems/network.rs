@@ -598,6 +598,8 @@ pub fn network(
         }
     }
 
+    feedback.hold_video = net.prober.holds_video(now);
+
     let state = net.session.state();
     let filter = match state {
         CallState::Connected | CallState::Lost => net.session.peer_addr(),

@@ -31,6 +31,9 @@ const SPREAD: f64 = 0.67;
 const TOP_FACTOR: f64 = 1.25;
 /// A result not back this long after the burst's last datagram is not coming (lost).
 const RESULT_WAIT: Duration = Duration::from_millis(500);
+/// Video waits for the probing at the start of a call at most this long (three or four
+/// bursts on a fast path take 40–100 ms).
+pub const VIDEO_HOLD: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Clone, Copy)]
 struct Burst {
@@ -75,6 +78,8 @@ pub struct Found {
 pub struct Prober {
     next_cluster: u16,
     burst: Option<Burst>,
+    /// When the probing started.
+    started: Option<Instant>,
 }
 
 impl Prober {
@@ -83,6 +88,16 @@ impl Prober {
     pub fn start(&mut self, current: u32, max: u32, now: Instant) {
         let bps = (f64::from(current) * FIRST_FACTOR).min(f64::from(max) * TOP_FACTOR) as u32;
         self.burst = (current < max && bps > current).then(|| self.burst(bps, now));
+        self.started = Some(now);
+    }
+
+    /// Whether video should wait for the probing still: until it ends, for [`VIDEO_HOLD`] at
+    /// most.
+    pub fn holds_video(&self, now: Instant) -> bool {
+        self.burst.is_some()
+            && self
+                .started
+                .is_some_and(|t| now.saturating_duration_since(t) < VIDEO_HOLD)
     }
 
     fn burst(&mut self, bps: u32, now: Instant) -> Burst {
@@ -399,6 +414,7 @@ mod tests {
         let mut p = Prober::default();
         p.start(1_500_000, 1_500_000, now);
         assert!(!p.probing());
+        assert!(!p.holds_video(now));
         p.start(500_000, 1_500_000, now);
         let mut sent = Vec::new();
         p.poll(now + Duration::from_millis(100), |d| sent.push(d));
@@ -415,6 +431,11 @@ mod tests {
         };
         assert_eq!(p.on_result(stranger, 1_500_000, now), None);
         assert!(p.probing(), "waiting for the result");
+        assert!(p.holds_video(now + Duration::from_millis(100)));
+        assert!(
+            !p.holds_video(now + VIDEO_HOLD),
+            "video waits so long at most"
+        );
         p.poll(now + Duration::from_secs(2), |_| {
             panic!("nothing more to send")
         });
