@@ -154,7 +154,6 @@ impl Network {
             Err(e) => tracing::error!("probe not encodable: {e}"),
         });
         self.pacer.set_bitrate(self.rate.bitrate());
-        let transport = &mut self.transport;
         self.pacer.release(now, |d| transport.send(peer, d, false));
     }
 
