@@ -267,12 +267,14 @@ impl Network {
                     continue;
                 }
             };
+            // media and its feedback (everything but control, which names its sender) only
+            // from the peer of a live call
+            if msg.sender().is_none() && !self.session.accepts_media_from(from) {
+                stats.media_outside_call += 1;
+                continue;
+            }
             match msg {
                 Message::Video(frag) => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     self.session.note_media_from(from, now);
                     self.rx.on_fragment(&frag, now);
                     if let ReassemblyEvent::Completed(_) = self.reassembler.push(frag, now) {
@@ -280,10 +282,6 @@ impl Network {
                     }
                 }
                 Message::Parity(par) => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     self.session.note_media_from(from, now);
                     self.rx.bytes += par.payload.len() as u64;
                     if let ReassemblyEvent::Completed(_) = self.reassembler.push_parity(par, now) {
@@ -291,10 +289,6 @@ impl Network {
                     }
                 }
                 Message::Audio(a) => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     self.session.note_media_from(from, now);
                     tracing::trace!(target: "audio_timing", "rx {} {} {}", a.seq, a.capture_us, crate::media::frame::unix_micros());
                     // bounded: the decode stage drains this every tick
@@ -309,10 +303,6 @@ impl Network {
                     jitter_ms,
                     echo,
                 } => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     if let Some((frame_id, held_ms)) = echo {
                         if let Some(at) = self.history.sent_at(frame_id) {
                             let rtt = now.saturating_duration_since(at).as_secs_f64() * 1000.0
@@ -345,17 +335,9 @@ impl Network {
                     }
                 }
                 Message::Probe(p) => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     self.probe_meter.on_probe(p, now);
                 }
                 Message::ProbeResult(r) => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     let max = self.rate.max();
                     let Some(found) = self.prober.on_result(r, max, now) else {
                         continue;
@@ -376,10 +358,6 @@ impl Network {
                     }
                 }
                 Message::Nack { frame_id, missing } => {
-                    if !self.session.accepts_media_from(from) {
-                        stats.media_outside_call += 1;
-                        continue;
-                    }
                     let bitrate = self.rate.bitrate();
                     let again: Vec<Vec<u8>> = self
                         .history

@@ -12,6 +12,7 @@ use crate::proto::message::{ProbePacket, ProbeResult, MAX_DATAGRAM, MAX_PROBE_PA
 
 /// Bytes of one probe datagram.
 pub const PROBE_SIZE: u16 = 1200;
+const _: () = assert!(PROBE_SIZE as usize <= MAX_DATAGRAM);
 /// A burst lasts at least this long at its rate...
 const BURST_TIME: Duration = Duration::from_millis(15);
 /// ...and has at least this many datagrams.
@@ -119,7 +120,7 @@ impl Prober {
                 cluster: b.cluster,
                 index: b.sent,
                 count: b.count,
-                size: PROBE_SIZE.min(MAX_DATAGRAM as u16),
+                size: PROBE_SIZE,
             });
             b.sent += 1;
         }
@@ -163,9 +164,7 @@ const MIN_ARRIVED: u32 = 3;
 struct Arrivals {
     cluster: u16,
     count: u16,
-    /// One bit per datagram seen (duplicates count once).
-    seen: u64,
-    /// When each datagram arrived, by its index.
+    /// When each datagram arrived, by its index (a duplicate counts once).
     at: [Option<Instant>; MAX_PROBE_PACKETS as usize],
     first: Instant,
     last: Instant,
@@ -197,7 +196,6 @@ impl ProbeMeter {
             _ => self.arrivals.insert(Arrivals {
                 cluster,
                 count,
-                seen: 0,
                 at: [None; MAX_PROBE_PACKETS as usize],
                 first: now,
                 last: now,
@@ -205,22 +203,21 @@ impl ProbeMeter {
                 told: false,
             }),
         };
-        let bit = 1u64 << index;
-        if a.told || a.seen & bit != 0 {
+        let i = usize::from(index);
+        if a.told || a.at[i].is_some() {
             return;
         }
-        if a.seen != 0 {
+        if a.at.iter().any(Option::is_some) {
             a.bytes += u64::from(size);
         }
-        a.seen |= bit;
-        a.at[usize::from(index)] = Some(now);
+        a.at[i] = Some(now);
         a.last = now;
     }
 
     /// What a burst showed, once, when it is all in or has settled.
     pub fn result(&mut self, now: Instant) -> Option<ProbeResult> {
         let a = self.arrivals.as_mut().filter(|a| !a.told)?;
-        let arrived = a.seen.count_ones();
+        let arrived = a.at.iter().flatten().count() as u32;
         if arrived < u32::from(a.count) && now.saturating_duration_since(a.last) < SETTLE {
             return None;
         }
