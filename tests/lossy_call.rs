@@ -100,8 +100,11 @@ fn five_percent_loss_still_shows_most_frames() {
         num(&b_last, "parity_sent") > 0.0 && num(&last, "fragments_recovered") > 0.0,
         "parity went on and rebuilt lost fragments"
     );
+    // what parity could not rebuild was asked for: a frame loses two fragments of a group
+    // about twice in such a run, so in some runs parity rebuilds every loss, and then no
+    // frame may be missing
     assert!(
-        num(&last, "nacks_sent") + num(&b_last, "fragments_resent") > 0.0,
+        num(&last, "nacks_sent") + num(&b_last, "fragments_resent") > 0.0 || shown >= sent,
         "what parity could not rebuild was asked for"
     );
 }
