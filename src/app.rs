@@ -43,6 +43,9 @@ use crate::systems::render::{
 
 /// Time between ticks when nothing is waiting.
 pub const TICK: Duration = Duration::from_millis(1);
+/// The call loop's real-time priority: low, above every ordinary thread and under the sound
+/// server's own (PulseAudio and PipeWire ask for 5–20).
+const LOOP_RT_PRIORITY: i32 = 3;
 /// The video bitrate never goes below this (the ladder's smallest steps fit under it).
 const MIN_VIDEO_BPS: u32 = 50_000;
 /// MJPEG starts at most here and climbs while the link keeps up. A third of its most (4.4
@@ -126,6 +129,7 @@ pub struct App {
     world: World,
     schedule: Schedule,
     duration: Option<Duration>,
+    realtime: bool,
     /// Threads with something for the next tick wake the loop before its sleep ends.
     woken: crossbeam_channel::Receiver<()>,
     /// Wakes the loop when a datagram arrives (dropped after the loop's socket).
@@ -349,6 +353,7 @@ impl App {
             world,
             schedule,
             duration: opts.duration.map(Duration::from_secs_f64),
+            realtime: !opts.no_realtime,
             woken,
             _arrival_wake: arrival_wake,
         })
@@ -357,6 +362,19 @@ impl App {
     /// Runs ticks until the user quits or the duration is over.
     pub fn run(mut self) -> Result<(), AppError> {
         let start = Instant::now();
+        if self.realtime {
+            // only the loop and the threads it starts from now on (the sound system's, when a
+            // device is reopened); the video threads put themselves back in the ordinary class
+            let got = crate::media::priority::realtime_current_thread(LOOP_RT_PRIORITY);
+            tracing::info!(
+                "call loop: {}",
+                if got {
+                    "real-time round-robin scheduling"
+                } else {
+                    "ordinary scheduling (real-time not permitted)"
+                }
+            );
+        }
         loop {
             let now = Instant::now();
             self.world.resource_mut::<Clock>().now = now;

@@ -74,6 +74,12 @@ pub struct Options {
     #[arg(long)]
     pub no_mirror: bool,
 
+    /// Keep the call loop in the ordinary scheduling class. By default it asks for real-time
+    /// round-robin scheduling where the system allows it (root, or an `rtprio` limit), so that
+    /// a busy machine does not keep it from feeding the speaker.
+    #[arg(long)]
+    pub no_realtime: bool,
+
     /// End the call and exit after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<f64>,

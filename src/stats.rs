@@ -150,8 +150,16 @@ pub struct CallStats {
     pub speaker_samples: u64,
     /// Audio waiting in the speaker's ring, ms.
     pub speaker_buffered_ms: f64,
-    /// How far above one device buffer the speaker's ring is kept (adapts to underruns), ms.
+    /// How far above one callback's worth the speaker's ring is kept (adapts to underruns), ms.
     pub speaker_margin_ms: f64,
+    /// How long the sound system holds a sample from the speaker's callback to the ear, ms.
+    pub speaker_device_ms: f64,
+    /// Samples the speaker's latest callback took, as ms.
+    pub speaker_chunk_ms: f64,
+    /// How long the sound system held a sample from the microphone to its callback, ms.
+    pub mic_device_ms: f64,
+    /// Samples the microphone's latest callback brought, as ms.
+    pub mic_chunk_ms: f64,
     /// Estimated mouth-to-ear delay on our side (frame, jitter buffer, rings, devices), ms.
     pub mic_to_speaker_ms: Option<f64>,
     /// How long the last picture of the peer was held back to keep step with its sound, ms.
@@ -267,6 +275,14 @@ pub struct StatsLine {
     pub speaker_buffered_ms: f64,
     /// See [`CallStats`].
     pub speaker_margin_ms: f64,
+    /// See [`CallStats`].
+    pub speaker_device_ms: f64,
+    /// See [`CallStats`].
+    pub speaker_chunk_ms: f64,
+    /// See [`CallStats`].
+    pub mic_device_ms: f64,
+    /// See [`CallStats`].
+    pub mic_chunk_ms: f64,
     /// See [`CallStats`].
     pub mic_to_speaker_ms: Option<f64>,
     /// See [`CallStats`].

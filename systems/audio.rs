@@ -219,7 +219,7 @@ pub struct AudioReceiver {
     pcm: Vec<i16>,
     /// A frame played slightly faster.
     scaled: Vec<i16>,
-    /// How far above one device buffer the speaker's ring is kept.
+    /// How far above one callback's worth the speaker's ring is kept.
     margin: PlayoutMargin,
     /// Sequence number and capture time of the packets received lately.
     captured: VecDeque<(u32, u64)>,
@@ -341,6 +341,7 @@ pub fn play_audio(
     mut sync: ResMut<VideoSync>,
 ) {
     let rx = &mut *receiver;
+    let devices = &mut *devices;
     let buffer_ms = devices.buffer_ms;
     let live = call.state == CallState::Connected && !*remote;
     if !live {
@@ -372,17 +373,35 @@ pub fn play_audio(
         .counters()
         .samples
         .load(std::sync::atomic::Ordering::Relaxed);
-    if !rx.pace.update(clock.now, consumed) {
-        rx.jitter.reset();
-        return;
-    }
     let underruns = speaker
         .counters()
         .underruns
         .load(std::sync::atomic::Ordering::Relaxed);
+    if !rx.pace.update(clock.now, consumed) {
+        rx.jitter.reset();
+        rx.margin.idle(underruns);
+        return;
+    }
     let margin_ms = rx.margin.update(clock.now, underruns);
-    // the ring is refilled below one device buffer plus the margin
-    let low_water = ((f64::from(buffer_ms) + margin_ms) * f64::from(RATE) / 1000.0) as usize;
+    // the ring is refilled below one callback's worth plus the margin
+    let chunk = match speaker
+        .counters()
+        .chunk
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        0 => f64::from(buffer_ms) * f64::from(RATE) / 1000.0,
+        c => c as f64,
+    };
+    let low_water = (chunk + margin_ms * f64::from(RATE) / 1000.0) as usize;
+    // how long the sound system holds what the next callback takes, as it last reported
+    let device_us = match speaker
+        .counters()
+        .device_us
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        0 => u64::from(buffer_ms) * 1000,
+        us => us,
+    };
     let mut guard = 0;
     while speaker.buffered() < low_water && guard < 8 {
         guard += 1;
@@ -396,8 +415,8 @@ pub fn play_audio(
                 let seq = rx.jitter.last_seq();
                 if let Some(&(_, capture_us)) = rx.captured.iter().rev().find(|c| Some(c.0) == seq)
                 {
-                    let ahead_us = speaker.buffered() as u64 * 1_000_000 / u64::from(RATE)
-                        + u64::from(buffer_ms) * 1000;
+                    let ahead_us =
+                        speaker.buffered() as u64 * 1_000_000 / u64::from(RATE) + device_us;
                     sync.0
                         .audio_played(capture_us, unix_micros() + ahead_us, clock.now);
                 }
@@ -446,12 +465,22 @@ pub fn play_audio(
         .load(std::sync::atomic::Ordering::Relaxed);
     stats.speaker_underruns = underruns;
     stats.speaker_margin_ms = margin_ms;
+    let ms = |v: u64| v as f64 * 1000.0 / f64::from(RATE);
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    stats.speaker_device_ms = load(&speaker.counters().device_us) as f64 / 1000.0;
+    stats.speaker_chunk_ms = ms(load(&speaker.counters().chunk));
+    if let Some(mic) = devices.mic.as_ref() {
+        stats.mic_device_ms = load(&mic.counters().device_us) as f64 / 1000.0;
+        stats.mic_chunk_ms = ms(load(&mic.counters().chunk));
+    }
     // mouth-to-ear: the frame itself, what waits in the jitter buffer and the speaker ring,
-    // and the two device buffers (the network adds its one-way delay on top)
+    // the microphone's device buffer and what the speaker's sound system holds (the network
+    // adds its one-way delay on top)
     stats.mic_to_speaker_ms = live.then(|| {
         j.current_delay_ms
             + speaker.buffered() as f64 * 1000.0 / f64::from(RATE)
             + FRAME_SAMPLES as f64 * 1000.0 / f64::from(RATE)
-            + 2.0 * f64::from(buffer_ms)
+            + f64::from(buffer_ms)
+            + device_us as f64 / 1000.0
     });
 }

@@ -432,6 +432,10 @@ pub fn stats_line(
         speaker_samples: stats.speaker_samples,
         speaker_buffered_ms: stats.speaker_buffered_ms,
         speaker_margin_ms: stats.speaker_margin_ms,
+        speaker_device_ms: stats.speaker_device_ms,
+        speaker_chunk_ms: stats.speaker_chunk_ms,
+        mic_device_ms: stats.mic_device_ms,
+        mic_chunk_ms: stats.mic_chunk_ms,
         mic_to_speaker_ms: stats.mic_to_speaker_ms,
         lip_sync_hold_ms: stats.lip_sync_hold_ms,
         av_offset_ms: stats

@@ -130,6 +130,11 @@ pub struct AudioCounters {
     pub samples: AtomicU64,
     /// The device reported an error (unplugged, server gone).
     pub failed: AtomicBool,
+    /// Samples the latest callback moved: the device's step.
+    pub chunk: AtomicU64,
+    /// How long the device holds a sample, µs, as the sound system reported at the latest
+    /// callback: from the callback to the speaker, or from the microphone to the callback.
+    pub device_us: AtomicU64,
 }
 
 /// Converts device frames (any channel count, any rate) to 48 kHz mono, without allocating.
@@ -447,11 +452,19 @@ impl Microphone {
                 let (device, open_err) = pick_device(true, want)?;
                 let config = stream_config(&device, true, buffer_ms).map_err(&open_err)?;
                 let mut mix = Downmix::new(config.channels, config.sample_rate);
+                let in_ch = usize::from(config.channels.max(1));
                 let c_err = Arc::clone(&counters);
                 let stream = device
                     .build_input_stream::<f32, _, _>(
                         config,
-                        move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                        move |data: &[f32], info: &cpal::InputCallbackInfo| {
+                            let ts = info.timestamp();
+                            {
+                                let d = ts.callback.duration_since(ts.capture);
+                                c.device_us.store(d.as_micros() as u64, Ordering::Relaxed);
+                            }
+                            c.chunk
+                                .store((data.len() / in_ch) as u64, Ordering::Relaxed);
                             let (mut produced, mut dropped) = (0u64, 0u64);
                             mix.feed(data, |s| {
                                 produced += 1;
@@ -594,7 +607,14 @@ impl Speaker {
                 let stream = device
                     .build_output_stream::<f32, _, _>(
                         config,
-                        move |out: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                        move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                            let ts = info.timestamp();
+                            {
+                                let d = ts.playback.duration_since(ts.callback);
+                                c.device_us.store(d.as_micros() as u64, Ordering::Relaxed);
+                            }
+                            c.chunk
+                                .store((out.len() / channels) as u64, Ordering::Relaxed);
                             let mut short = false;
                             for frame in out.chunks_mut(channels) {
                                 // nearest-sample rate conversion: the server resamples for us

@@ -1,4 +1,4 @@
-//! How far above one device buffer the speaker's ring is kept: the safety margin against the
+//! How far above one callback's worth the speaker's ring is kept: the safety margin against the
 //! call loop being late to refill it. It follows the underruns the way the jitter buffer's
 //! target follows network jitter: up a millisecond at every underrun, and back down slowly
 //! once they stop, so a quiet machine keeps the smallest delay and a busy one stops glitching.
@@ -15,6 +15,9 @@ const STEP_UP_MS: f64 = 1.0;
 const STEP_DOWN_MS: f64 = 0.5;
 /// A spell with no underrun that earns a step down.
 const QUIET: Duration = Duration::from_secs(5);
+/// After the speaker starts being fed, how long its underruns are the ring filling up for
+/// the first time rather than late refills.
+pub const WARM_UP: Duration = Duration::from_millis(500);
 
 /// The adaptive margin, driven by the speaker's underrun counter.
 #[derive(Debug, Clone)]
@@ -22,6 +25,7 @@ pub struct PlayoutMargin {
     margin_ms: f64,
     underruns: u64,
     quiet_since: Option<Instant>,
+    fed_since: Option<Instant>,
 }
 
 impl Default for PlayoutMargin {
@@ -30,6 +34,7 @@ impl Default for PlayoutMargin {
             margin_ms: MIN_MARGIN_MS,
             underruns: 0,
             quiet_since: None,
+            fed_since: None,
         }
     }
 }
@@ -39,6 +44,10 @@ impl PlayoutMargin {
     pub fn update(&mut self, now: Instant, underruns: u64) -> f64 {
         let new = underruns.saturating_sub(self.underruns);
         self.underruns = underruns;
+        let fed_since = *self.fed_since.get_or_insert(now);
+        if now.saturating_duration_since(fed_since) < WARM_UP {
+            return self.margin_ms;
+        }
         if new > 0 {
             // a burst of underruns in one tick is one late refill: one step
             self.margin_ms = (self.margin_ms + STEP_UP_MS).min(MAX_MARGIN_MS);
@@ -51,6 +60,13 @@ impl PlayoutMargin {
             }
         }
         self.margin_ms
+    }
+
+    /// The speaker is not being fed (its sound server is still starting): its underruns
+    /// (cumulative counter) are no late refill, and feeding it starts a new warm-up.
+    pub fn idle(&mut self, underruns: u64) {
+        self.underruns = underruns;
+        self.fed_since = None;
     }
 
     /// The current margin, ms.
@@ -108,6 +124,8 @@ mod tests {
     fn a_burst_in_one_tick_is_one_step_and_a_restarted_counter_is_no_underrun() {
         let (t0, mut m) = (Instant::now(), PlayoutMargin::default());
         m.update(t0, 0);
+        let t0 = t0 + WARM_UP;
+        m.update(t0, 0);
         assert_eq!(
             m.update(t0 + Duration::from_millis(1), 5),
             MIN_MARGIN_MS + STEP_UP_MS
@@ -121,5 +139,25 @@ mod tests {
             m.update(t0 + Duration::from_millis(3), 1),
             MIN_MARGIN_MS + 2.0 * STEP_UP_MS
         );
+    }
+
+    #[test]
+    fn underruns_while_idle_or_warming_up_are_not_late_refills() {
+        let (t0, mut m) = (Instant::now(), PlayoutMargin::default());
+        // the sound server starts: hundreds of underruns before anything is fed
+        m.idle(300);
+        // fed from now: the ring fills up, and underruns meanwhile are the first fill
+        assert_eq!(m.update(t0, 340), MIN_MARGIN_MS);
+        assert_eq!(m.update(t0 + WARM_UP / 2, 345), MIN_MARGIN_MS);
+        // after the warm-up, one is a late refill
+        assert_eq!(m.update(t0 + WARM_UP, 345), MIN_MARGIN_MS);
+        assert_eq!(
+            m.update(t0 + WARM_UP + Duration::from_millis(1), 346),
+            MIN_MARGIN_MS + STEP_UP_MS
+        );
+        // idle again (the speaker restarted): a new warm-up
+        m.idle(400);
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(m.update(t1, 420), MIN_MARGIN_MS + STEP_UP_MS);
     }
 }
