@@ -362,10 +362,12 @@ impl App {
     /// Runs ticks until the user quits or the duration is over.
     pub fn run(mut self) -> Result<(), AppError> {
         let start = Instant::now();
+        let mut realtime = false;
         if self.realtime {
             // only the loop and the threads it starts from now on (the sound system's, when a
             // device is reopened); the video threads put themselves back in the ordinary class
             let got = crate::media::priority::realtime_current_thread(LOOP_RT_PRIORITY);
+            realtime = got;
             tracing::info!(
                 "call loop: {}",
                 if got {
@@ -375,6 +377,7 @@ impl App {
                 }
             );
         }
+        let mut guard = crate::media::priority::RealtimeGuard::new();
         loop {
             let now = Instant::now();
             self.world.resource_mut::<Clock>().now = now;
@@ -384,6 +387,14 @@ impl App {
                 }
             }
             self.schedule.run(&mut self.world);
+            if realtime && guard.overloaded(now, now.elapsed()) {
+                crate::media::priority::leave_realtime();
+                realtime = false;
+                tracing::warn!(
+                    "call loop busy over half of a second: back to ordinary scheduling, so the \
+                     rest of the machine keeps running"
+                );
+            }
             if self.world.resource::<Control>().quit {
                 break;
             }

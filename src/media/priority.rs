@@ -44,6 +44,55 @@ pub fn realtime_current_thread(prio: i32) -> bool {
     }
 }
 
+/// Watches how busy a real-time loop is: a loop that stays busy (a flood of datagrams, a
+/// slow machine) would starve every ordinary thread on its core, the window and the codecs
+/// included, so past [`RealtimeGuard::MAX_BUSY`] of a second it should leave the class.
+#[derive(Debug, Clone)]
+pub struct RealtimeGuard {
+    since: Option<std::time::Instant>,
+    busy: std::time::Duration,
+}
+
+impl RealtimeGuard {
+    /// The share of a second the loop may be busy and stay real-time.
+    pub const MAX_BUSY: f64 = 0.5;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// A guard whose first window starts at the first tick.
+    pub fn new() -> Self {
+        Self {
+            since: None,
+            busy: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Counts a tick that started at `start` and ran for `ran`; returns true once a whole
+    /// window was busier than [`Self::MAX_BUSY`].
+    pub fn overloaded(&mut self, start: std::time::Instant, ran: std::time::Duration) -> bool {
+        let since = *self.since.get_or_insert(start);
+        self.busy += ran;
+        let span = (start + ran).saturating_duration_since(since);
+        if span < Self::WINDOW {
+            return false;
+        }
+        let share = self.busy.as_secs_f64() / span.as_secs_f64();
+        self.since = Some(start + ran);
+        self.busy = std::time::Duration::ZERO;
+        share > Self::MAX_BUSY
+    }
+}
+
+impl Default for RealtimeGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Puts the calling thread back in the ordinary time-sharing class.
+pub fn leave_realtime() {
+    ordinary_current_thread();
+}
+
 /// Back to the ordinary time-sharing class (a thread spawned by a real-time one).
 fn ordinary_current_thread() {
     #[cfg(target_os = "linux")]
@@ -140,5 +189,21 @@ mod tests {
             libc::SCHED_OTHER,
             "the test thread itself is untouched"
         );
+    }
+
+    #[test]
+    fn a_loop_busy_over_half_of_a_second_is_overloaded_and_a_light_one_is_not() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut g = RealtimeGuard::new();
+        // a light loop: 0.1 ms of work every millisecond, for three seconds
+        let light = (0..3000)
+            .any(|i| g.overloaded(t0 + Duration::from_millis(i), Duration::from_micros(100)));
+        assert!(!light);
+        // a flood: 0.9 ms of every millisecond, caught within about a second
+        let t1 = t0 + Duration::from_secs(3);
+        let caught = (0..3000u64)
+            .find(|&i| g.overloaded(t1 + Duration::from_millis(i), Duration::from_micros(900)));
+        assert!(caught.is_some_and(|i| i <= 1000), "{caught:?}");
     }
 }
