@@ -366,11 +366,10 @@ impl App {
         if self.realtime {
             // only the loop and the threads it starts from now on (the sound system's, when a
             // device is reopened); the video threads put themselves back in the ordinary class
-            let got = crate::media::priority::realtime_current_thread(LOOP_RT_PRIORITY);
-            realtime = got;
+            realtime = crate::media::priority::realtime_current_thread(LOOP_RT_PRIORITY);
             tracing::info!(
                 "call loop: {}",
-                if got {
+                if realtime {
                     "real-time round-robin scheduling"
                 } else {
                     "ordinary scheduling (real-time not permitted)"

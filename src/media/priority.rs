@@ -14,7 +14,7 @@ pub const VIDEO_NICE: i32 = 5;
 pub fn lower_current_thread(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        ordinary_current_thread();
+        leave_realtime();
         // SAFETY: a plain system call on the calling thread, no pointers involved.
         let target = current_nice().saturating_add(nice).min(19);
         unsafe { libc::setpriority(libc::PRIO_PROCESS, gettid(), target) == 0 }
@@ -88,13 +88,9 @@ impl Default for RealtimeGuard {
     }
 }
 
-/// Puts the calling thread back in the ordinary time-sharing class.
+/// Puts the calling thread back in the ordinary time-sharing class (a loop found too busy, or
+/// a thread spawned by a real-time one).
 pub fn leave_realtime() {
-    ordinary_current_thread();
-}
-
-/// Back to the ordinary time-sharing class (a thread spawned by a real-time one).
-fn ordinary_current_thread() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };

@@ -619,12 +619,13 @@ fn make_playback_buffer_attr(
             let len =
                 (frame_count as u64 * config.channels as u64 * format.bytes_per_sample() as u64)
                     .min(u32::MAX as u64) as u32;
-            // Prattle patch: one and a half periods, not two. The server asks for a period
-            // when half a period is left, so a sample written waits 1–1.5 periods instead of
-            // 1–2 (2.9 instead of 5.4 ms at 5 ms periods, as the server's own timing reports).
+            // Prattle patch: one and a half periods, not two. The server asks for the next
+            // period when half a period is left instead of a whole one, so what a callback
+            // writes starts playing half a period sooner (2.9 instead of 5.4 ms after the
+            // callback at 5 ms periods, as the server's own timing reports).
             let double_len = (len as u64 * 3 / 2).min(u32::MAX as u64) as u32;
             protocol::stream::BufferAttr {
-                // Double-buffer (1.5 periods, see above): total buffer = 2 callback periods. With
+                // Total buffer = 1.5 callback periods (see above). With
                 // adjust_latency this becomes the end-to-end latency target,
                 // Minimum request = one callback period, ensuring the server
                 // always asks for exactly frame_count frames per call.
