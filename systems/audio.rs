@@ -383,25 +383,23 @@ pub fn play_audio(
         return;
     }
     let margin_ms = rx.margin.update(clock.now, underruns);
-    // the ring is refilled below one callback's worth plus the margin
-    let chunk = match speaker
-        .counters()
-        .chunk
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    // what the speaker's callback takes and how long the sound system then holds it, as last
+    // reported (one device buffer until the first callback)
+    let (spk_chunk, spk_device_us) = (
+        load(&speaker.counters().chunk),
+        load(&speaker.counters().device_us),
+    );
+    let chunk = match spk_chunk {
         0 => f64::from(buffer_ms) * f64::from(RATE) / 1000.0,
         c => c as f64,
     };
-    let low_water = (chunk + margin_ms * f64::from(RATE) / 1000.0) as usize;
-    // how long the sound system holds what the next callback takes, as it last reported
-    let device_us = match speaker
-        .counters()
-        .device_us
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    let device_us = match spk_device_us {
         0 => u64::from(buffer_ms) * 1000,
         us => us,
     };
+    // the ring is refilled below one callback's worth plus the margin
+    let low_water = (chunk + margin_ms * f64::from(RATE) / 1000.0) as usize;
     let mut guard = 0;
     while speaker.buffered() < low_water && guard < 8 {
         guard += 1;
@@ -466,9 +464,8 @@ pub fn play_audio(
     stats.speaker_underruns = underruns;
     stats.speaker_margin_ms = margin_ms;
     let ms = |v: u64| v as f64 * 1000.0 / f64::from(RATE);
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    stats.speaker_device_ms = load(&speaker.counters().device_us) as f64 / 1000.0;
-    stats.speaker_chunk_ms = ms(load(&speaker.counters().chunk));
+    stats.speaker_device_ms = spk_device_us as f64 / 1000.0;
+    stats.speaker_chunk_ms = ms(spk_chunk);
     if let Some(mic) = devices.mic.as_ref() {
         stats.mic_device_ms = load(&mic.counters().device_us) as f64 / 1000.0;
         stats.mic_chunk_ms = ms(load(&mic.counters().chunk));

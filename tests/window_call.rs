@@ -14,24 +14,19 @@ use prattle::media::stamp::{read_stamp, Picture, Rect, Stamp};
 /// by the time it is asked for its geometry (SDL may replace the first window it opens), so
 /// each window found is tried, newest first, for a few seconds.
 fn window_geometry(x: &Xvfb) -> Rect {
-    let end = std::time::Instant::now() + Duration::from_secs(5);
-    let geo = loop {
-        let ids = x.run("xdotool", &["search", "--sync", "--name", "Prattle"]);
-        let found = ids.lines().rev().find_map(|id| {
-            let out = x.output("xdotool", &["getwindowgeometry", "--shell", id.trim()]);
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        });
-        if let Some(geo) = found {
-            break geo;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "no Prattle window could be measured: {ids}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let geo = wait_until(
+        Duration::from_secs(5),
+        "a Prattle window to measure",
+        || {
+            let ids = x.run("xdotool", &["search", "--sync", "--name", "Prattle"]);
+            ids.lines().rev().find_map(|id| {
+                let out = x.output("xdotool", &["getwindowgeometry", "--shell", id.trim()]);
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+        },
+    );
     let field = |k: &str| -> i64 {
         geo.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))

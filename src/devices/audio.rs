@@ -459,10 +459,9 @@ impl Microphone {
                         config,
                         move |data: &[f32], info: &cpal::InputCallbackInfo| {
                             let ts = info.timestamp();
-                            {
-                                let d = ts.callback.duration_since(ts.capture);
-                                c.device_us.store(d.as_micros() as u64, Ordering::Relaxed);
-                            }
+                            let held = ts.callback.duration_since(ts.capture);
+                            c.device_us
+                                .store(held.as_micros() as u64, Ordering::Relaxed);
                             c.chunk
                                 .store((data.len() / in_ch) as u64, Ordering::Relaxed);
                             let (mut produced, mut dropped) = (0u64, 0u64);
@@ -609,10 +608,9 @@ impl Speaker {
                         config,
                         move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
                             let ts = info.timestamp();
-                            {
-                                let d = ts.playback.duration_since(ts.callback);
-                                c.device_us.store(d.as_micros() as u64, Ordering::Relaxed);
-                            }
+                            let held = ts.playback.duration_since(ts.callback);
+                            c.device_us
+                                .store(held.as_micros() as u64, Ordering::Relaxed);
                             c.chunk
                                 .store((out.len() / channels) as u64, Ordering::Relaxed);
                             let mut short = false;
