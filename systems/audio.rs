@@ -15,6 +15,7 @@ use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
 use crate::media::playout_margin::PlayoutMargin;
+use crate::media::refill;
 use crate::media::timescale::{samples_to_drop, shorten};
 use crate::proto::AudioFrame;
 use crate::session::CallState;
@@ -223,7 +224,13 @@ pub struct AudioReceiver {
     margin: PlayoutMargin,
     /// Sequence number and capture time of the packets received lately.
     captured: VecDeque<(u32, u64)>,
+    /// From the latest frame's pop until it is heard, ms: the ring ahead of it, the wait
+    /// for the device's request and the device's own delay.
+    ahead_ms: f64,
 }
+
+/// How long before the device's next request, beyond the loop's tick, its frame is decoded.
+const REFILL_LEAD: Duration = Duration::from_millis(1);
 
 /// Capture times remembered for the packets in the jitter buffer: more than its capacity.
 const CAPTURE_TIMES: usize = 256;
@@ -245,6 +252,7 @@ impl AudioReceiver {
             margin: PlayoutMargin::default(),
             pace: SpeakerPace::default(),
             captured: VecDeque::with_capacity(CAPTURE_TIMES),
+            ahead_ms: 0.0,
         }
     }
 }
@@ -398,23 +406,40 @@ pub fn play_audio(
         0 => u64::from(buffer_ms) * 1000,
         us => us,
     };
-    // the ring is refilled below one callback's worth plus the margin
-    let low_water = (chunk + margin_ms * f64::from(RATE) / 1000.0) as usize;
+    // the next frame goes into the ring just before the request that takes it: the loop's
+    // tick and the margin ahead of it
+    let refill = refill::plan(
+        clock.now,
+        speaker.counters().last_callback(),
+        chunk as usize,
+        FRAME_SAMPLES,
+        RATE,
+        crate::app::TICK + REFILL_LEAD,
+        (margin_ms * f64::from(RATE) / 1000.0) as usize,
+    );
+    let until_due_us = refill.until_due.map_or(0, |d| d.as_micros() as u64);
     let mut guard = 0;
-    while speaker.buffered() < low_water && guard < 8 {
+    while speaker.buffered() < refill.low_water && guard < 8 {
         guard += 1;
-        // how far below the low-water mark the ring already is counts as delay gone
-        let below_ms = (low_water - speaker.buffered()) as f64 * 1000.0 / f64::from(RATE);
+        let buffered = speaker.buffered();
+        if buffered >= refill.must && !rx.jitter.next_here() {
+            // the margin waits for the packet rather than filling up with a guess
+            break;
+        }
         let mut excess_ms = 0.0;
         let n = match (rx.jitter.pop(clock.now), rx.decoder.as_mut()) {
             (Playout::Packet(p), Some(d)) => {
-                excess_ms = rx.jitter.excess_ms() - below_ms;
-                // when this frame will be heard: after the ring ahead of it and the device
+                excess_ms =
+                    refill.excess_ms(rx.jitter.excess_ms(), buffered, RATE, f64::from(FRAME_MS));
+                // when this frame will be heard: at the next request, after the ring ahead
+                // of it, and the device's own delay after that
+                let ahead_us = speaker.buffered() as u64 * 1_000_000 / u64::from(RATE)
+                    + until_due_us
+                    + device_us;
+                rx.ahead_ms = ahead_us as f64 / 1000.0;
                 let seq = rx.jitter.last_seq();
                 if let Some(&(_, capture_us)) = rx.captured.iter().rev().find(|c| Some(c.0) == seq)
                 {
-                    let ahead_us =
-                        speaker.buffered() as u64 * 1_000_000 / u64::from(RATE) + device_us;
                     sync.0
                         .audio_played(capture_us, unix_micros() + ahead_us, clock.now);
                 }
@@ -434,13 +459,20 @@ pub fn play_audio(
                 FRAME_SAMPLES
             }
         };
-        let drop = samples_to_drop(excess_ms, n, RATE);
+        let drop = samples_to_drop(excess_ms, n, RATE).min(refill.max_drop(
+            rx.jitter.excess_ms(),
+            buffered,
+            n,
+            f64::from(FRAME_MS),
+        ));
         tracing::trace!(
             target: "audio_timing",
-            "pop delay {:.1} target {:.1} ring {} excess {excess_ms:.1} drop {drop}",
+            "pop delay {:.1} target {:.1} ring {} excess {excess_ms:.1} drop {drop} concealed {} lost {}",
             rx.jitter.stats().current_delay_ms,
             rx.jitter.stats().target_delay_ms,
-            speaker.buffered()
+            speaker.buffered(),
+            rx.jitter.stats().concealed,
+            rx.jitter.stats().lost
         );
         if drop > 0 {
             shorten(&rx.pcm[..n], drop, &mut rx.scaled);
@@ -475,9 +507,8 @@ pub fn play_audio(
     // adds its one-way delay on top)
     stats.mic_to_speaker_ms = live.then(|| {
         j.current_delay_ms
-            + speaker.buffered() as f64 * 1000.0 / f64::from(RATE)
+            + rx.ahead_ms
             + FRAME_SAMPLES as f64 * 1000.0 / f64::from(RATE)
             + f64::from(buffer_ms)
-            + device_us as f64 / 1000.0
     });
 }

@@ -135,6 +135,30 @@ pub struct AudioCounters {
     /// How long the device holds a sample, µs, as the sound system reported at the latest
     /// callback: from the callback to the speaker, or from the microphone to the callback.
     pub device_us: AtomicU64,
+    /// When the latest callback ran: ns after [`epoch`] plus one (0: none yet).
+    pub last_callback_ns: AtomicU64,
+}
+
+/// The instant the real-time side's times are counted from.
+pub fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl AudioCounters {
+    /// Notes that a callback runs at `at` (called from the real-time side: no allocation).
+    pub fn mark_callback(&self, at: Instant) {
+        let ns = at.saturating_duration_since(epoch()).as_nanos() as u64;
+        self.last_callback_ns.store(ns + 1, Ordering::Relaxed);
+    }
+
+    /// When the latest callback ran, if one has.
+    pub fn last_callback(&self) -> Option<Instant> {
+        match self.last_callback_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(epoch() + Duration::from_nanos(ns - 1)),
+        }
+    }
 }
 
 /// Converts device frames (any channel count, any rate) to 48 kHz mono, without allocating.
@@ -550,6 +574,8 @@ impl Speaker {
         let (producer, mut cons) = HeapRb::<i16>::new(RING).split();
         let counters = Arc::new(AudioCounters::default());
         let c = Arc::clone(&counters);
+        // set before any callback can ask for it
+        let _ = epoch();
         match sink {
             SpeakerSink::Off => Err(AudioError::NoDevice(
                 "speaker turned off with --speaker none".into(),
@@ -569,6 +595,7 @@ impl Speaker {
                 let mut buf = vec![0i16; RATE as usize];
                 // the writer lives in the thread's closure; dropping it finalises the file
                 let worker = paced(Arc::new(AtomicBool::new(false)), move |n| {
+                    c.mark_callback(Instant::now());
                     let got = cons.pop_slice(&mut buf[..n]);
                     c.samples.fetch_add(n as u64, Ordering::Relaxed);
                     if got < n {
@@ -607,6 +634,7 @@ impl Speaker {
                     .build_output_stream::<f32, _, _>(
                         config,
                         move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                            c.mark_callback(Instant::now());
                             let ts = info.timestamp();
                             let held = ts.playback.duration_since(ts.callback);
                             c.device_us

@@ -304,6 +304,12 @@ impl JitterBuffer {
         }
     }
 
+    /// Whether the next `pop` would hand out a packet (or silence, before playout starts)
+    /// rather than conceal a slot whose packet has not come.
+    pub fn next_here(&self) -> bool {
+        !self.started || self.buf.contains_key(&self.next)
+    }
+
     /// The sequence number of the slot the last `pop` handed out, while playing.
     pub fn last_seq(&self) -> Option<u32> {
         // the low 32 bits of an extended seq are the wire seq
@@ -696,6 +702,24 @@ mod tests {
 
     fn cfg() -> JitterConfig {
         JitterConfig::default()
+    }
+
+    #[test]
+    fn next_here_tells_a_packet_from_a_gap() {
+        let mut jb = JitterBuffer::new(cfg());
+        let t0 = Instant::now();
+        // before playout starts, a pop is silence, never a guess
+        assert!(jb.next_here());
+        jb.push(pkt(0), t0);
+        jb.push(pkt(2), t0 + Duration::from_millis(40));
+        let mut t = t0 + Duration::from_millis(40);
+        while jb.pop(t) == Playout::Silence {
+            t += Duration::from_millis(1);
+        }
+        // 0 was played; 1 has not come, 2 has
+        assert!(!jb.next_here());
+        assert_eq!(jb.pop(t + Duration::from_millis(20)), Playout::Conceal);
+        assert!(jb.next_here());
     }
 
     #[test]

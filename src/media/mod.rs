@@ -15,6 +15,7 @@ pub mod playout_margin;
 pub mod priority;
 pub mod probe;
 pub mod rate;
+pub mod refill;
 pub mod scale;
 pub mod stamp;
 pub mod stream_decoder;

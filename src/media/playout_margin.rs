@@ -1,5 +1,6 @@
-//! How far above one callback's worth the speaker's ring is kept: the safety margin against the
-//! call loop being late to refill it. It follows the underruns the way the jitter buffer's
+//! How much the speaker's ring holds beyond what the device's next request takes: the safety
+//! margin against the call loop being late to refill it and against a request that comes
+//! early or asks for more (see `refill`). It follows the underruns the way the jitter buffer's
 //! target follows network jitter: up a millisecond at every underrun, and back down slowly
 //! once they stop, so a quiet machine keeps the smallest delay and a busy one stops glitching.
 
