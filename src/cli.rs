@@ -110,7 +110,7 @@ pub struct Options {
 
     /// How much later than the picture the peer's sound may be heard, in ms, before the
     /// picture waits for it (lip sync); `off` never holds a picture back.
-    #[arg(long, value_name = "MS", default_value = "14", value_parser = parse_lip_sync)]
+    #[arg(long, value_name = "MS", default_value = "18", value_parser = parse_lip_sync)]
     pub lip_sync: LipSyncLag,
 
     /// Print the audio devices and the camera indices that open, then exit.
