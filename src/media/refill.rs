@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+/// The ring's surplus goes at most one sample in this many (1 %): 0.6 s for a 5 ms surplus.
+pub const SURPLUS_SHARE: usize = 100;
+
 /// What the refill aims for at one tick of the call loop.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Refill {
@@ -41,10 +44,14 @@ impl Refill {
 
     /// Samples of an `n`-sample frame that may be dropped when the ring holds `buffered`:
     /// timed pops keep what the next request takes, unless the jitter buffer is a whole
-    /// frame (`frame_ms`) over its target.
+    /// frame (`frame_ms`) over its target, and take the ring's surplus away gently, at most
+    /// one sample in [`SURPLUS_SHARE`]: a request that came early or asked for more leaves up
+    /// to a frame of it now and then, and playing 4 % faster every time smears a steady tone.
     pub fn max_drop(&self, jitter_ms: f64, buffered: usize, n: usize, frame_ms: f64) -> usize {
         if self.timed && jitter_ms <= frame_ms {
-            (buffered + n).saturating_sub(self.low_water)
+            (buffered + n)
+                .saturating_sub(self.low_water)
+                .min(n / SURPLUS_SHARE)
         } else {
             n
         }
@@ -169,8 +176,9 @@ mod tests {
         assert!((r.excess_ms(-2.0, 96 + 48, RATE, 5.0) + 1.0).abs() < 1e-9);
         // over a frame: all of it
         assert!((r.excess_ms(7.0, 96 + 48, RATE, 5.0) - 8.0).abs() < 1e-9);
-        // what the next request takes stays: 144 + 240 - 336
-        assert_eq!(r.max_drop(3.0, 96 + 48, CHUNK, 5.0), 48);
+        // gently, and what the next request takes stays (97 + 240 - 336 = 1)
+        assert_eq!(r.max_drop(3.0, 96 + 48, CHUNK, 5.0), CHUNK / SURPLUS_SHARE);
+        assert_eq!(r.max_drop(3.0, 96 + 1, CHUNK, 5.0), 1);
         assert_eq!(r.max_drop(7.0, 96 + 48, CHUNK, 5.0), CHUNK);
     }
 
