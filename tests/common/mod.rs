@@ -17,8 +17,26 @@ pub fn bin() -> &'static str {
     })
 }
 
-/// A UDP port free right now on loopback.
+/// A UDP port free right now on loopback, below Linux's ephemeral range (32768–60999): a port
+/// the system handed out for port 0 was sometimes taken, before the peer meant to have it
+/// started, by another socket bound to port 0 (the relay's, say: "port … is already in use").
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        // 7919 is prime and does not divide SPAN: consecutive calls walk the whole span
+        let port = LOW + seed.wrapping_add(k.wrapping_mul(7919)) % SPAN;
+        if UdpSocket::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
     s.local_addr().expect("local addr").port()
 }
