@@ -407,7 +407,7 @@ pub fn play_audio(
         us => us,
     };
     // the next frame goes into the ring just before the request that takes it: the loop's
-    // tick and the margin ahead of it
+    // tick and REFILL_LEAD ahead of it (see `refill` for requests bigger than a frame)
     let refill = refill::plan(
         clock.now,
         speaker.counters().last_callback(),
