@@ -9,8 +9,9 @@
 //! PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
 //! window on its own Xvfb display (a picture counts as shown when its present has returned).
 //! Each peer's standard error goes to `$TMPDIR/prattle-e2e-<pid>/<size>-<codec>-<link>-{a,b}.log`
-//! (a one-line error, if any); PRATTLE_PEER_LOG=<RUST_LOG filter> puts its log there too. A row
-//! where nothing was shown names those files.
+//! (a one-line error, if any); PRATTLE_PEER_LOG=<RUST_LOG filter> puts its log there too, next
+//! to the peer's stats (`…-{a,b}.jsonl`) and B's speaker recording (`…-spkB.raw`). A row where
+//! nothing was shown names those files.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -129,7 +130,12 @@ fn call(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env:
         .stderr(Stdio::null())
         .spawn()
         .expect("start prattle-relay");
-    let (sa, sb) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    // each row keeps its own files, to be read after the table is out
+    let row = format!("{size}-{codec}-{key}");
+    let (sa, sb) = (
+        dir.join(format!("{row}-a.jsonl")),
+        dir.join(format!("{row}-b.jsonl")),
+    );
     let args = |port: u16, stats: &std::path::Path, d: f64, me: &str| {
         vec![
             "--mic".into(),
@@ -166,14 +172,14 @@ fn call(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env:
         args_a.push("--headless".into());
         args_b.push("--headless".into());
     }
-    let log = |me: &str| dir.join(format!("{size}-{codec}-{key}-{me}.log"));
+    let log = |me: &str| dir.join(format!("{row}-{me}.log"));
     let mut a = spawn(&args_a, pulse, xa, &log("a"));
     std::thread::sleep(Duration::from_millis(300));
     args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pr}")]);
     let start = Instant::now();
     let mut b = spawn(&args_b, pulse, xb, &log("b"));
     // clicks into A's microphone once the call has settled, recorded at B's speaker
-    let rec = dir.join("spkB.raw");
+    let rec = dir.join(format!("{row}-spkB.raw"));
     let _ = std::fs::remove_file(&rec);
     if let Some(pulse) = pulse {
         std::thread::sleep(Duration::from_secs(2));
