@@ -298,6 +298,7 @@ impl App {
             bitrate_probed: false,
             rate,
             parity: Default::default(),
+            told_version: false,
             known_peers: keys.known_peers(),
             keys,
         });

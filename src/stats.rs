@@ -100,6 +100,9 @@ pub struct CallStats {
     pub pacer_queue_ms: f64,
     /// Video datagrams dropped because the pacer's queue was full.
     pub pacer_dropped: u64,
+    /// The path's rate our video is paced to, as the peer timed our frames coming in, kbit/s;
+    /// `None` while frames go out at once (the path keeps up with the pace).
+    pub pacer_path_kbps: Option<u32>,
     /// Video fragments sent again because the peer asked.
     pub fragments_resent: u64,
     /// Parity fragments sent with our video (forward error correction, on under loss).
@@ -241,6 +244,8 @@ pub struct StatsLine {
     pub pacer_queue_ms: f64,
     /// See [`CallStats`].
     pub pacer_dropped: u64,
+    /// See [`CallStats`].
+    pub pacer_path_kbps: Option<u32>,
     /// See [`CallStats`].
     pub fragments_resent: u64,
     /// See [`CallStats`].

@@ -17,9 +17,10 @@ use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
+use crate::proto::message::VERSION;
 use crate::proto::parity::{parity_fragments, ParityPolicy};
 use crate::proto::{
-    fragment_frame, Message, Reassembler, ReassemblyEvent, SendHistory, VideoFragment,
+    fragment_frame, Message, ProtoError, Reassembler, ReassemblyEvent, SendHistory, VideoFragment,
 };
 use crate::session::{CallState, MediaState, Session, SessionEvent};
 use crate::stats::CallStats;
@@ -40,6 +41,9 @@ pub struct Network {
     pub rate: RateController,
     /// How much parity goes with our video, steered by the loss the peer reports.
     pub parity: ParityPolicy,
+    /// Whether a datagram of another protocol version was reported (once: a stranger could
+    /// send any number of them).
+    pub told_version: bool,
     /// Resends may use only a share of the bitrate.
     pub resend_budget: ResendBudget,
     /// Video (and resends) go out paced, at a multiple of the bitrate.
@@ -92,8 +96,13 @@ impl RxWindow {
         if frag.index == 0 {
             self.first_fragments += 1;
         }
-        self.arrival
-            .on_fragment(frag.frame_id, frag.capture_us, unix_micros(), now);
+        self.arrival.on_fragment(
+            frag.frame_id,
+            frag.payload.len(),
+            frag.capture_us,
+            unix_micros(),
+            now,
+        );
     }
 
     /// We asked for fragments of a frame for the first time: `named` of them, or (`None`) a
@@ -132,6 +141,7 @@ impl RxWindow {
             receive_kbps,
             queue_ms: a.queue_ms,
             jitter_ms: a.jitter_ms,
+            path_kbps: a.path_kbps,
             echo: a.echo,
         })
     }
@@ -264,6 +274,15 @@ impl Network {
                 Err(e) => {
                     stats.datagrams_malformed += 1;
                     tracing::trace!(%from, "dropped datagram: {e}");
+                    if let ProtoError::Version(v) = e {
+                        if !std::mem::replace(&mut self.told_version, true) {
+                            tracing::warn!(
+                                %from,
+                                "{from} speaks Prattle protocol version {v}, this build {VERSION}: \
+                                 both sides need the same release"
+                            );
+                        }
+                    }
                     continue;
                 }
             };
@@ -301,8 +320,11 @@ impl Network {
                     receive_kbps,
                     queue_ms,
                     jitter_ms,
+                    path_kbps,
                     echo,
                 } => {
+                    self.pacer.on_path(path_kbps);
+                    tracing::debug!(path_kbps, paced = ?self.pacer.path_bps(), "path timed");
                     if let Some((frame_id, held_ms)) = echo {
                         if let Some(at) = self.history.sent_at(frame_id) {
                             let rtt = now.saturating_duration_since(at).as_secs_f64() * 1000.0
@@ -481,6 +503,7 @@ pub fn network(
     net.transport.poll(now);
     stats.pacer_queue_ms = net.pacer.queued_ms();
     stats.pacer_dropped = net.pacer.dropped();
+    stats.pacer_path_kbps = net.pacer.path_bps().map(|b| b / 1000);
     net.reassembler.expire(now);
     net.count_recovered(&mut stats);
     while let Some(frame) = net.reassembler.pop_ready() {

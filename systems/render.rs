@@ -413,6 +413,7 @@ pub fn stats_line(
         video_rtt_ms: stats.video_rtt_ms,
         pacer_queue_ms: stats.pacer_queue_ms,
         pacer_dropped: stats.pacer_dropped,
+        pacer_path_kbps: stats.pacer_path_kbps,
         video_queue_ms: stats.video_queue_ms,
         video_jitter_ms: stats.video_jitter_ms,
         fragments_resent: stats.fragments_resent,

@@ -7,6 +7,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::{free_port, num, scratch, Peer};
+use prattle::proto::message::VERSION;
 
 /// Deterministic junk: random bytes, cut and corrupted Prattle headers, oversized datagrams,
 /// and well-formed control messages from a stranger.
@@ -29,19 +30,19 @@ fn junk(i: u64, rng: &mut u64) -> Vec<u8> {
         2 => vec![0xAB; 1500 + (i as usize % 8000)],
         3 => {
             // a bye from a stranger's id
-            let mut m = b"Pr\x01\x04".to_vec();
+            let mut m = vec![b'P', b'r', VERSION, 0x04];
             m.extend_from_slice(&next().to_be_bytes());
             m
         }
         4 => {
             // a hello: a stranger asking for a call while one is on
-            let mut m = b"Pr\x01\x01".to_vec();
+            let mut m = vec![b'P', b'r', VERSION, 0x01];
             m.extend_from_slice(&next().to_be_bytes());
             m
         }
         _ => {
             // a video fragment header with absurd fields
-            let mut m = b"Pr\x01\x06".to_vec();
+            let mut m = vec![b'P', b'r', VERSION, 0x06];
             m.extend((0..22).map(|_| 0xFF));
             m.extend_from_slice(&v[..v.len().min(100)]);
             m

@@ -2,6 +2,13 @@
 //! keyframe is many times the size of the frames around it: sent in one burst, it overflows
 //! a small bottleneck buffer (and loses fragments that must be asked for again), while the
 //! link would have carried it paced a little. Audio and control never wait here. Sans-IO.
+//!
+//! On a path slower than the pace (the receiver times how fast each frame's fragments came
+//! in), a frame sent at once waits at the bottleneck whatever we do, and the sound sent
+//! while it drains waits behind all of it: under a 1 Mbit/s cap a 480p frame with its parity
+//! took 11-28 ms, and the sound's jitter buffer had to cover that. There the video goes out
+//! one datagram at a time, a little over the path's rate: the frame takes as long as before,
+//! and sound waits behind one fragment at most.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -11,6 +18,15 @@ pub const PACE_FACTOR: f64 = 2.5;
 /// What may go out at once, as time at the pacing rate (always at least a datagram): enough
 /// for a P-frame to leave at once, far less than a keyframe.
 const BURST: Duration = Duration::from_millis(20);
+/// A path timed at under this share of the pace is slower than it: pace to the path.
+const PATH_BELOW: f64 = 0.9;
+/// Paced to a path, video goes this much faster than the path was timed (so that a path
+/// that got faster shows: its frames come in at the pace, and pacing stops).
+const OVER_PATH: f64 = 1.15;
+/// Paced to a path, video never goes slower than this multiple of its bitrate: the queue of
+/// a bitrate over the path must build at the bottleneck, where the receiver sees it.
+const OVER_BITRATE: f64 = 1.1;
+
 /// Bytes held at most; beyond it datagrams are dropped (and counted): the encoder is far over
 /// its target and the receiver will ask again for what it misses.
 pub const MAX_BYTES: usize = 1 << 20;
@@ -30,6 +46,10 @@ pub struct Pacer {
     rate: f64,
     last: Option<Instant>,
     dropped: u64,
+    /// The bitrate target, bit/s.
+    bps: u32,
+    /// The path's rate as the receiver timed it, bytes/s, while it is slower than the pace.
+    path: Option<f64>,
 }
 
 impl Pacer {
@@ -39,15 +59,42 @@ impl Pacer {
             queue: VecDeque::new(),
             bytes: 0,
             credit: 0.0,
-            rate: pace_rate(bps),
+            rate: pace_rate(bps, None),
             last: None,
             dropped: 0,
+            bps,
+            path: None,
         }
     }
 
     /// Follows a new bitrate target.
     pub fn set_bitrate(&mut self, bps: u32) {
-        self.rate = pace_rate(bps);
+        self.bps = bps;
+        self.rate = pace_rate(bps, self.path);
+    }
+
+    /// The receiver timed our frames coming in at `kbps` (0: it could not tell a path's rate:
+    /// too few frames of two fragments or more, or spread at random by jitter).
+    pub fn on_path(&mut self, kbps: u32) {
+        if kbps == 0 {
+            self.path = None;
+            self.rate = pace_rate(self.bps, None);
+            return;
+        }
+        let timed = f64::from(kbps) * 1000.0 / 8.0;
+        // sent at once, a frame goes as fast as the path takes it: compare with the pace
+        let pace = if self.path.is_some() {
+            self.rate
+        } else {
+            pace_rate(self.bps, None)
+        };
+        self.path = (timed < pace * PATH_BELOW).then_some(timed);
+        self.rate = pace_rate(self.bps, self.path);
+    }
+
+    /// The path's rate video is paced to, bit/s, if any.
+    pub fn path_bps(&self) -> Option<u32> {
+        self.path.map(|p| (p * 8.0) as u32)
     }
 
     /// Queues a datagram; false when the queue was full and it was dropped.
@@ -65,7 +112,12 @@ impl Pacer {
     pub fn release(&mut self, now: Instant, mut send: impl FnMut(Vec<u8>)) {
         // fast enough to empty what is queued within MAX_DELAY
         let rate = self.rate.max(self.bytes as f64 / MAX_DELAY.as_secs_f64());
-        let depth = (rate * BURST.as_secs_f64()).max(1500.0);
+        // paced to a path: a datagram at a time (one goes while there is any credit)
+        let depth = if self.path.is_some() {
+            1.0
+        } else {
+            (rate * BURST.as_secs_f64()).max(1500.0)
+        };
         let elapsed = self
             .last
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
@@ -108,9 +160,13 @@ impl Pacer {
     }
 }
 
-/// Bytes per second for a bitrate target.
-fn pace_rate(bps: u32) -> f64 {
-    f64::from(bps) * PACE_FACTOR / 8.0
+/// Bytes per second for a bitrate target, and a path slower than the pace (bytes/s).
+fn pace_rate(bps: u32, path: Option<f64>) -> f64 {
+    let bytes = f64::from(bps) / 8.0;
+    match path {
+        Some(p) => (p * OVER_PATH).max(bytes * OVER_BITRATE),
+        None => bytes * PACE_FACTOR,
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +263,128 @@ mod tests {
         assert!(p.bytes <= MAX_BYTES);
         p.clear();
         assert_eq!(p.queued_ms(), 0.0);
+    }
+
+    #[test]
+    fn on_a_path_slower_than_the_pace_a_frame_goes_a_datagram_at_a_time() {
+        let (t0, mut p) = (Instant::now(), Pacer::new(800_000));
+        // frames came in at 1 Mbit/s: slower than 2.5 x 800 kbit/s
+        p.on_path(1_000);
+        assert_eq!(p.path_bps(), Some(1_000_000));
+        drain(&mut p, t0, 0, 33);
+        for _ in 0..3 {
+            p.push(vec![0; 700]);
+        }
+        let sent = drain(&mut p, t0, 33, 40);
+        assert_eq!(sent.len(), 3);
+        // 700 B at 1.15 Mbit/s: ~4.9 ms apart, the first at once
+        assert_eq!(sent[0].0, 33);
+        for w in sent.windows(2) {
+            assert!((4..=6).contains(&(w[1].0 - w[0].0)), "{sent:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_keeps_up_with_the_pace_is_not_paced_to() {
+        let mut p = Pacer::new(800_000);
+        // at once, frames came in at 5 Mbit/s: faster than the pace
+        p.on_path(5_000);
+        assert_eq!(p.path_bps(), None);
+        // slower: paced to it; no rate told: frames go at once again
+        p.on_path(900);
+        assert_eq!(p.path_bps(), Some(900_000));
+        p.on_path(0);
+        assert_eq!(p.path_bps(), None);
+        // paced, frames come in at the pace: the path may be faster, so send at once again
+        p.on_path(900);
+        p.on_path(1_030);
+        assert_eq!(p.path_bps(), None);
+    }
+
+    #[test]
+    fn paced_to_a_path_video_still_goes_a_little_over_its_bitrate() {
+        let (t0, mut p) = (Instant::now(), Pacer::new(1_000_000));
+        p.on_path(500);
+        // 1.1 x 1 Mbit/s beats 1.15 x 500 kbit/s: 11 kB take ~80 ms, not ~150
+        for _ in 0..10 {
+            p.push(vec![0; 1100]);
+        }
+        let sent = drain(&mut p, t0, 0, 200);
+        let last = sent.last().map_or(0, |s| s.0);
+        assert!((70..=85).contains(&last), "last datagram at {last} ms");
+    }
+
+    /// A FIFO bottleneck of `bps`: when a datagram of `bytes` sent at `t_us` has gone through.
+    struct Bottleneck {
+        bps: f64,
+        free_us: f64,
+    }
+
+    impl Bottleneck {
+        fn pass(&mut self, t_us: f64, bytes: usize) -> f64 {
+            self.free_us = self.free_us.max(t_us) + bytes as f64 * 8.0 / self.bps * 1e6;
+            self.free_us
+        }
+    }
+
+    #[test]
+    fn under_a_cap_sound_waits_behind_a_fragment_not_a_frame() {
+        use crate::media::arrival::ArrivalStats;
+        let t0 = Instant::now();
+        let (mut p, mut arrival) = (Pacer::new(800_000), ArrivalStats::default());
+        let mut link = Bottleneck {
+            bps: 1_000_000.0,
+            free_us: 0.0,
+        };
+        // (time sent, ms) of the sound's worst wait and of each frame's last fragment
+        let (mut sound_waits, mut frames) = (Vec::new(), Vec::new());
+        let mut sent_frame = 0u64;
+        for t in 0..3_000u64 {
+            let now = t0 + Duration::from_millis(t);
+            let t_us = t as f64 * 1000.0;
+            if t % 5 == 0 {
+                let own = 80.0 * 8.0 / link.bps * 1e6;
+                sound_waits.push((t, (link.pass(t_us, 80) - t_us - own) / 1000.0));
+            }
+            if t % 33 == 0 {
+                for _ in 0..2 {
+                    p.push(vec![0; 700]);
+                }
+            }
+            let mut out = Vec::new();
+            p.release(now, |d| out.push(d));
+            for d in out {
+                let at = link.pass(t_us, d.len());
+                let frame = (t - t % 33) / 33;
+                arrival.on_fragment(frame as u32, d.len(), frame * 33_000, at as u64, now);
+                sent_frame = frame;
+                frames.push((frame, (at / 1000.0) - (frame * 33) as f64));
+            }
+            if t % 250 == 249 {
+                p.on_path(arrival.report(now).path_kbps);
+            }
+        }
+        assert!(sent_frame > 80);
+        assert!(p
+            .path_bps()
+            .is_some_and(|b| (850_000..1_000_000).contains(&b)));
+        let worst = |from: u64, to: u64| {
+            sound_waits
+                .iter()
+                .filter(|w| (from..to).contains(&w.0))
+                .map(|w| w.1)
+                .fold(0.0, f64::max)
+        };
+        // before the first report a frame went at once and sound waited behind all of it
+        assert!(worst(0, 250) > 10.0, "{}", worst(0, 250));
+        // paced to the path: behind one 700 B fragment (5.6 ms) at most
+        assert!(worst(500, 3_000) < 6.5, "{}", worst(500, 3_000));
+        // and a frame takes about as long as the link needs for it (11.2 ms)
+        let slowest = frames
+            .iter()
+            .filter(|f| f.0 > 15)
+            .map(|f| f.1)
+            .fold(0.0, f64::max);
+        assert!(slowest < 14.0, "{slowest}");
     }
 }

@@ -11,7 +11,7 @@ use super::ProtoError;
 /// First two bytes of every Prattle datagram.
 pub const MAGIC: [u8; 2] = *b"Pr";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest datagram we send: laminar drops unreliable payloads over 1452 bytes without telling.
 pub const MAX_DATAGRAM: usize = 1250;
 /// Bytes of a video fragment header (magic, version, kind and the fragment fields).
@@ -238,6 +238,9 @@ pub enum Message {
         queue_ms: u16,
         /// Inter-arrival jitter of frames (RFC 3550), ms.
         jitter_ms: u16,
+        /// How fast our frames' fragments came in (median of the interval's frames, each
+        /// timed from its first fragment to its last), kbit/s; 0: none was timed.
+        path_kbps: u32,
         /// The last frame that arrived and how long ago (ms), for the sender's round trip.
         echo: Option<(u32, u16)>,
     },
@@ -344,6 +347,7 @@ impl Message {
                 receive_kbps,
                 queue_ms,
                 jitter_ms,
+                path_kbps,
                 echo,
             } => {
                 w.u8(KIND_REPORT);
@@ -351,6 +355,7 @@ impl Message {
                 w.u32(*receive_kbps);
                 w.u16(*queue_ms);
                 w.u16(*jitter_ms);
+                w.u32(*path_kbps);
                 match echo {
                     Some((frame_id, held_ms)) => {
                         w.u8(1);
@@ -504,6 +509,7 @@ impl Message {
                 let receive_kbps = r.u32()?;
                 let queue_ms = r.u16()?;
                 let jitter_ms = r.u16()?;
+                let path_kbps = r.u32()?;
                 let echo = match r.u8()? {
                     0 => None,
                     1 => Some((r.u32()?, r.u16()?)),
@@ -514,6 +520,7 @@ impl Message {
                     receive_kbps,
                     queue_ms,
                     jitter_ms,
+                    path_kbps,
                     echo,
                 }
             }
@@ -763,6 +770,7 @@ mod tests {
                 receive_kbps: 1_234,
                 queue_ms: 12,
                 jitter_ms: 3,
+                path_kbps: 987,
                 echo: Some((77, 40)),
             },
             Message::Report {
@@ -770,6 +778,7 @@ mod tests {
                 receive_kbps: 0,
                 queue_ms: 0,
                 jitter_ms: 0,
+                path_kbps: 0,
                 echo: None,
             },
             Message::Probe(ProbePacket {
