@@ -569,6 +569,8 @@ pub fn network(
                     net.new_bitrate = Some(net.rate.bitrate());
                 }
                 participant.name = addr.to_string();
+                // a new call's path is timed anew
+                net.pacer.on_path(0);
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
@@ -577,6 +579,7 @@ pub fn network(
             }
             SessionEvent::Resumed => {
                 // the path may have changed while it was down
+                net.pacer.on_path(0);
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 feedback.send_keyframe = true;
             }
