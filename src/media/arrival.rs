@@ -18,7 +18,8 @@ pub struct ArrivalReport {
     /// Inter-arrival jitter of frames, ms.
     pub jitter_ms: u16,
     /// How fast the interval's frames came in, from the spread of each frame's fragments
-    /// (median, kbit/s); 0 when no frame of two or more fragments was timed.
+    /// (median, kbit/s); 0 when fewer than three frames of two or more fragments were timed,
+    /// or when their rates disagree (jitter spread them, not a bottleneck).
     pub path_kbps: u32,
     /// The last frame heard from and how long ago, ms: the sender's round-trip clock.
     pub echo: Option<(u32, u16)>,

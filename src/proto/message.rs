@@ -239,7 +239,8 @@ pub enum Message {
         /// Inter-arrival jitter of frames (RFC 3550), ms.
         jitter_ms: u16,
         /// How fast our frames' fragments came in (median of the interval's frames, each
-        /// timed from its first fragment to its last), kbit/s; 0: none was timed.
+        /// timed from its first fragment to its last), kbit/s; 0: too few frames timed, or
+        /// their rates disagree.
         path_kbps: u32,
         /// The last frame that arrived and how long ago (ms), for the sender's round trip.
         echo: Option<(u32, u16)>,
