@@ -53,7 +53,7 @@ const MIN_RATES: usize = 3;
 /// A bottleneck spreads every frame to its own rate, whatever the frame's size: the rates of
 /// the middle half of the frames agree within this ratio. Jitter spreads them at random, which
 /// says nothing of the path's rate (on the e2e bench's 30±10 ms row a first draft without this
-/// check paced the video there, and froze longer).
+/// check froze longer).
 const AGREE: f64 = 0.67;
 
 /// The median of the interval's frame rates (bit/s) in kbit/s, when they agree; else 0.
