@@ -42,8 +42,6 @@ pub struct Pacer {
     bytes: usize,
     /// Bytes that may go out now; negative after a datagram bigger than the credit.
     credit: f64,
-    /// Bytes per second.
-    rate: f64,
     last: Option<Instant>,
     dropped: u64,
     /// The bitrate target, bit/s.
@@ -59,7 +57,6 @@ impl Pacer {
             queue: VecDeque::new(),
             bytes: 0,
             credit: 0.0,
-            rate: pace_rate(bps, None),
             last: None,
             dropped: 0,
             bps,
@@ -70,7 +67,11 @@ impl Pacer {
     /// Follows a new bitrate target.
     pub fn set_bitrate(&mut self, bps: u32) {
         self.bps = bps;
-        self.rate = pace_rate(bps, self.path);
+    }
+
+    /// The pacing rate, bytes/s.
+    fn rate(&self) -> f64 {
+        pace_rate(self.bps, self.path)
     }
 
     /// The receiver timed our frames coming in at `kbps` (0: it could not tell a path's rate:
@@ -78,18 +79,11 @@ impl Pacer {
     pub fn on_path(&mut self, kbps: u32) {
         if kbps == 0 {
             self.path = None;
-            self.rate = pace_rate(self.bps, None);
             return;
         }
         let timed = f64::from(kbps) * 1000.0 / 8.0;
         // sent at once, a frame goes as fast as the path takes it: compare with the pace
-        let pace = if self.path.is_some() {
-            self.rate
-        } else {
-            pace_rate(self.bps, None)
-        };
-        self.path = (timed < pace * PATH_BELOW).then_some(timed);
-        self.rate = pace_rate(self.bps, self.path);
+        self.path = (timed < self.rate() * PATH_BELOW).then_some(timed);
     }
 
     /// The path's rate video is paced to, bit/s, if any.
@@ -111,7 +105,7 @@ impl Pacer {
     /// Hands out what may be sent at `now`, in order.
     pub fn release(&mut self, now: Instant, mut send: impl FnMut(Vec<u8>)) {
         // fast enough to empty what is queued within MAX_DELAY
-        let rate = self.rate.max(self.bytes as f64 / MAX_DELAY.as_secs_f64());
+        let rate = self.rate().max(self.bytes as f64 / MAX_DELAY.as_secs_f64());
         // paced to a path: a datagram at a time (one goes while there is any credit)
         let depth = if self.path.is_some() {
             1.0
@@ -141,8 +135,9 @@ impl Pacer {
 
     /// How long what is queued takes to go out, ms.
     pub fn queued_ms(&self) -> f64 {
-        if self.rate > 0.0 {
-            (self.bytes as f64 / self.rate * 1000.0).min(MAX_DELAY.as_secs_f64() * 1000.0)
+        let rate = self.rate();
+        if rate > 0.0 {
+            (self.bytes as f64 / rate * 1000.0).min(MAX_DELAY.as_secs_f64() * 1000.0)
         } else {
             0.0
         }

@@ -23,12 +23,16 @@ pub fn bin() -> &'static str {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+    // one start per process (processes running at once start apart), then a fixed walk
+    let seed = *SEED.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        std::process::id().wrapping_mul(2_654_435_761) ^ nanos
+    });
     for _ in 0..SPAN {
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         // 7919 is prime and does not divide SPAN: consecutive calls walk the whole span
