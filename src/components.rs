@@ -74,6 +74,28 @@ pub struct Clock {
     pub start: Instant,
 }
 
+/// When the call loop runs next at the latest. Each tick starts with it
+/// [`crate::app::IDLE_TICK`] ahead; a system with something due sooner (a paced datagram, a
+/// probe's datagram, a resend request, the speaker's next frame, a held picture) brings it
+/// forward. Threads with work for the loop (camera, codecs, datagrams, microphone) wake it
+/// before that.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct NextTick(pub Instant);
+
+impl NextTick {
+    /// The loop must run again by `t`.
+    pub fn by(&mut self, t: Instant) {
+        self.0 = self.0.min(t);
+    }
+
+    /// The loop must run again by `t`, if anything is due.
+    pub fn by_opt(&mut self, t: Option<Instant>) {
+        if let Some(t) = t {
+            self.by(t);
+        }
+    }
+}
+
 /// What the user asked for through keys.
 #[derive(Resource, Debug)]
 pub struct Control {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
 
-use crate::components::{CallInfo, Clock, Local, Muted, Remote, VideoSync};
+use crate::components::{CallInfo, Clock, Local, Muted, NextTick, Remote, VideoSync};
 use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerSink, RATE};
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
@@ -17,6 +17,7 @@ use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES
 use crate::media::playout_margin::PlayoutMargin;
 use crate::media::refill;
 use crate::media::timescale::{samples_to_drop, shorten};
+use crate::media::worker::Wake;
 use crate::proto::AudioFrame;
 use crate::session::CallState;
 use crate::stats::CallStats;
@@ -33,6 +34,8 @@ pub struct AudioDevices {
     mic_src: MicSource,
     speaker_sink: SpeakerSink,
     buffer_ms: u32,
+    /// Wakes the call loop when the microphone has delivered.
+    wake: Option<Wake>,
     next_retry: Instant,
     warned: bool,
 }
@@ -43,6 +46,7 @@ impl AudioDevices {
         mic_src: MicSource,
         speaker_sink: SpeakerSink,
         buffer_ms: u32,
+        wake: Option<Wake>,
         now: Instant,
     ) -> Self {
         let mut d = Self {
@@ -51,6 +55,7 @@ impl AudioDevices {
             mic_src,
             speaker_sink,
             buffer_ms,
+            wake,
             next_retry: now,
             warned: false,
         };
@@ -82,7 +87,7 @@ impl AudioDevices {
             && self.mic_src != MicSource::Off
             && !(synthetic_only && self.mic_src.needs_sound_system())
         {
-            match Microphone::open(&self.mic_src, self.buffer_ms) {
+            match Microphone::open(&self.mic_src, self.buffer_ms, self.wake.clone()) {
                 Ok(m) => {
                     tracing::info!("microphone: {}", m.description());
                     self.mic = Some(m);
@@ -229,8 +234,9 @@ pub struct AudioReceiver {
     ahead_ms: f64,
 }
 
-/// How long before the device's next request, beyond the loop's tick, its frame is decoded.
-const REFILL_LEAD: Duration = Duration::from_millis(1);
+/// How long before the device's next request its frame is decoded: the loop is woken for it
+/// then (it used to find it on a 1 ms tick between 2 and 1 ms before the request).
+const REFILL_LEAD: Duration = Duration::from_micros(1500);
 
 /// Capture times remembered for the packets in the jitter buffer: more than its capacity.
 const CAPTURE_TIMES: usize = 256;
@@ -347,6 +353,7 @@ pub fn play_audio(
     remote: Single<Has<Muted>, With<Remote>>,
     mut stats: ResMut<CallStats>,
     mut sync: ResMut<VideoSync>,
+    mut next: ResMut<NextTick>,
 ) {
     let rx = &mut *receiver;
     let devices = &mut *devices;
@@ -406,18 +413,20 @@ pub fn play_audio(
         0 => u64::from(buffer_ms) * 1000,
         us => us,
     };
-    // the next frame goes into the ring just before the request that takes it: the loop's
-    // tick and REFILL_LEAD ahead of it (see `refill` for requests bigger than a frame)
+    // the next frame goes into the ring just before the request that takes it, REFILL_LEAD
+    // ahead of it (see `refill` for requests bigger than a frame)
     let refill = refill::plan(
         clock.now,
         speaker.counters().last_callback(),
         chunk as usize,
         FRAME_SAMPLES,
         RATE,
-        crate::app::TICK + REFILL_LEAD,
+        REFILL_LEAD,
         (margin_ms * f64::from(RATE) / 1000.0) as usize,
     );
     let until_due_us = refill.until_due.map_or(0, |d| d.as_micros() as u64);
+    // the loop comes back for the next frame; a frame waiting for its packet is woken by it
+    next.by(clock.now + refill.next_in.unwrap_or(crate::app::TICK));
     let mut guard = 0;
     while speaker.buffered() < refill.low_water && guard < 8 {
         guard += 1;

@@ -3,12 +3,12 @@
 //! Decoding runs on a worker thread: the tick hands frames over and collects pictures, so a
 //! slow frame never delays the audio or the other stages.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
 
 use crate::components::{
-    CallInfo, Clock, Incoming, KeyframeFeedback, Remote, VideoStream, VideoSync,
+    CallInfo, Clock, Incoming, KeyframeFeedback, NextTick, Remote, VideoStream, VideoSync,
 };
 use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::stream_decoder::{DecodeOutcome, StreamDecoder};
@@ -91,6 +91,7 @@ pub fn decode(
     mut sync: ResMut<VideoSync>,
     call: Res<CallInfo>,
     clock: Res<Clock>,
+    mut next: ResMut<NextTick>,
     mut remote: Single<&mut VideoStream, With<Remote>>,
 ) {
     let decoder = &mut *decoder;
@@ -163,6 +164,9 @@ pub fn decode(
     stats.frames_superseded += released.superseded;
     if let Some(pic) = released.show {
         show(&mut remote, &mut stats, pic, clock.now);
+    }
+    if let Some(due_us) = sync.0.next_due_us() {
+        next.by(clock.now + Duration::from_micros(due_us.saturating_sub(now_us)));
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Instant;
 use bevy_ecs::prelude::*;
 
 use crate::components::{
-    CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, Outgoing,
-    Participant, Remote, VideoStream,
+    CallInfo, CameraOff, Clock, Control, Incoming, KeyframeFeedback, Local, Muted, NextTick,
+    Outgoing, Participant, Remote, VideoStream,
 };
 use crate::keys::KeyStore;
 use crate::media::arrival::ArrivalStats;
@@ -417,6 +417,7 @@ pub fn network(
     mut stats: ResMut<CallStats>,
     local: Single<(Has<CameraOff>, Has<Muted>), With<Local>>,
     mut remote: Single<(Entity, &mut VideoStream, &mut Participant), With<Remote>>,
+    mut next: ResMut<NextTick>,
     mut commands: Commands,
 ) {
     let now = clock.now;
@@ -619,6 +620,11 @@ pub fn network(
     if sas != call.sas {
         call.sas = sas;
     }
+    // what falls due before the next idle tick: paced video, the probe's datagrams, resend
+    // requests (datagrams that come in wake the loop themselves)
+    next.by_opt(net.pacer.next_due());
+    next.by_opt(net.prober.next_due());
+    next.by_opt(net.reassembler.next_nack_at());
 }
 
 #[cfg(test)]

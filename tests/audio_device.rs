@@ -44,7 +44,7 @@ fn microphone_keeps_every_sample_when_the_server_stalls() {
     for (k, v) in pulse.env() {
         std::env::set_var(k, v);
     }
-    let mut mic = Microphone::open(&MicSource::Named("micA.monitor".into()), 5)
+    let mut mic = Microphone::open(&MicSource::Named("micA.monitor".into()), 5, None)
         .expect("microphone on the private server");
     let mut buf = vec![0i16; 48];
     drain_for(&mut mic, &mut buf, Duration::from_millis(500));

@@ -245,3 +245,59 @@ fn camera_toggle_and_quit_through_the_key_path() {
         l["state"] == "peer_left"
     });
 }
+
+/// Times the call loop's thread (the process's main thread) went to sleep so far.
+fn loop_sleeps(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_call_loop_sleeps_until_something_is_due() {
+    let dir = scratch("loop-sleeps");
+    let (pa, pb) = (free_port(), free_port());
+    let to_a = format!("127.0.0.1:{pa}");
+    let args = [
+        "--headless",
+        "--camera",
+        "test",
+        "--mic",
+        "none",
+        "--speaker",
+        "none",
+    ];
+    let mut a = Peer::start(
+        &dir,
+        "a",
+        pa,
+        &[&args[..], &["--duration", "8"]].concat(),
+        &[],
+    );
+    let mut b = Peer::start(
+        &dir,
+        "b",
+        pb,
+        &[&args[..], &["--duration", "8", "--peer", &to_a]].concat(),
+        &[],
+    );
+    a.wait_for(Duration::from_secs(5), "video from B", |l| {
+        num(l, "frames_shown") > 10.0
+    });
+    let pid = a.child.id();
+    let (s0, t0) = (loop_sleeps(pid), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (s1, dt) = (loop_sleeps(pid), t0.elapsed().as_secs_f64());
+    let shown = num(&a.last(), "frames_shown");
+    // woken by the camera, the codecs and the datagrams of a 30 fps call, and every 4 ms when
+    // nothing comes sooner: a few hundred a second. A 1 ms tick made it over a thousand.
+    let per_s = (s1 - s0) as f64 / dt;
+    assert!(s1 > s0, "the loop's thread never slept ({s0} -> {s1})");
+    assert!(per_s < 600.0, "the loop woke {per_s:.0} times a second");
+    assert!(shown > 30.0, "the call went on: {shown} frames shown");
+    assert!(a.wait(Duration::from_secs(10)).success());
+    assert!(b.wait(Duration::from_secs(10)).success());
+}

@@ -9,6 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+use crate::media::worker::Wake;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
@@ -415,8 +417,14 @@ fn paced(stop: Arc<AtomicBool>, mut chunk: impl FnMut(usize) + Send + 'static) -
 
 impl Microphone {
     /// Opens `src` with a device buffer of `buffer_ms`.
-    pub fn open(src: &MicSource, buffer_ms: u32) -> Result<Self, AudioError> {
+    /// Each delivery signals `wake`, if given.
+    pub fn open(src: &MicSource, buffer_ms: u32, wake: Option<Wake>) -> Result<Self, AudioError> {
         let (mut prod, consumer) = HeapRb::<i16>::new(RING).split();
+        let signal = move || {
+            if let Some(w) = &wake {
+                w.signal();
+            }
+        };
         let counters = Arc::new(AudioCounters::default());
         let c = Arc::clone(&counters);
         match src {
@@ -437,6 +445,7 @@ impl Microphone {
                     let pushed = prod.push_slice(&buf[..n]);
                     c.overruns.fetch_add((n - pushed) as u64, Ordering::Relaxed);
                     c.callbacks.fetch_add(1, Ordering::Relaxed);
+                    signal();
                 });
                 Ok(Self {
                     consumer,
@@ -459,6 +468,7 @@ impl Microphone {
                         n -= take;
                     }
                     c.callbacks.fetch_add(1, Ordering::Relaxed);
+                    signal();
                 });
                 Ok(Self {
                     consumer,
@@ -500,6 +510,7 @@ impl Microphone {
                             }
                             c.samples.fetch_add(produced, Ordering::Relaxed);
                             c.callbacks.fetch_add(1, Ordering::Relaxed);
+                            signal();
                         },
                         move |_e| c_err.failed.store(true, Ordering::Relaxed),
                         None,
@@ -769,7 +780,7 @@ mod tests {
 
     #[test]
     fn tone_microphone_delivers_in_real_time_and_wav_speaker_records() {
-        let mut mic = Microphone::open(&MicSource::Tone(1000.0), 10).expect("tone");
+        let mut mic = Microphone::open(&MicSource::Tone(1000.0), 10, None).expect("tone");
         std::thread::sleep(Duration::from_millis(200));
         let n = mic.buffered();
         assert!(n > 4_800 && n < 20_000, "about 0.2 s of samples: {n}");

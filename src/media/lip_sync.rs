@@ -124,6 +124,11 @@ impl<T> LipSync<T> {
         r
     }
 
+    /// When the first held picture is due (our clock, µs), if one is held.
+    pub fn next_due_us(&self) -> Option<u64> {
+        self.held.front().map(|(_, due)| *due)
+    }
+
     /// Forgets the held pictures (a new stream, or the call ended).
     pub fn clear(&mut self) {
         self.held.clear();
@@ -180,6 +185,11 @@ mod tests {
         assert_eq!(s.push(7, 2_000 * MS, 2_005 * MS, now), None);
         assert_eq!(s.last_hold_us(), 20 * MS);
         assert_eq!(
+            s.next_due_us(),
+            Some(2_025 * MS),
+            "when to come back for it"
+        );
+        assert_eq!(
             s.release(2_024 * MS),
             Released {
                 show: None,
@@ -194,6 +204,7 @@ mod tests {
             }
         );
         assert_eq!(s.held(), 0);
+        assert_eq!(s.next_due_us(), None);
         // a picture that is already later than that is not held at all
         assert_eq!(s.push(8, 3_000 * MS, 3_030 * MS, now), Some(8));
     }

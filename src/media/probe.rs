@@ -112,6 +112,14 @@ impl Prober {
         self.burst.is_some()
     }
 
+    /// When the burst's next datagram is due, while one is going out.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.burst
+            .as_ref()
+            .filter(|b| b.sent < b.count)
+            .map(|b| b.due(b.sent))
+    }
+
     /// The datagrams due at `now`, in order; gives up on a result that never came.
     pub fn poll(&mut self, now: Instant, mut send: impl FnMut(ProbePacket)) {
         let Some(b) = self.burst.as_mut() else { return };
@@ -403,6 +411,32 @@ mod tests {
             })
         );
         assert!(p.probing(), "and a faster burst follows");
+    }
+
+    #[test]
+    fn it_tells_when_its_next_datagram_is_due() {
+        let t0 = Instant::now();
+        let mut p = Prober::default();
+        assert_eq!(p.next_due(), None, "not probing");
+        p.start(500_000, 2_000_000, t0);
+        let (mut now, mut sent) = (t0, 0u16);
+        while let Some(due) = p.next_due() {
+            assert!(due >= now, "due in the past");
+            now = due;
+            let before = sent;
+            p.poll(now, |_| sent += 1);
+            assert!(sent > before, "woken at its due time, a datagram goes");
+        }
+        // the whole burst went, at its rate: 1.5 Mbit/s of 1200-byte datagrams for 15 ms
+        assert!(sent >= MIN_PACKETS, "{sent} datagrams");
+        let spread = now.duration_since(t0).as_secs_f64();
+        let expected = f64::from(sent - 1) * f64::from(PROBE_SIZE) * 8.0 / 1_500_000.0;
+        assert!(
+            (spread - expected).abs() < 1e-4,
+            "{spread} s against {expected} s"
+        );
+        // waiting for the result, nothing is due
+        assert!(p.probing());
     }
 
     #[test]

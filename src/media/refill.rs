@@ -25,6 +25,11 @@ pub struct Refill {
     /// Below this many samples a frame is taken even if its packet has not come (and is
     /// concealed); above it, up to `low_water`, only a frame whose packet is here.
     pub must: usize,
+    /// When to look again, from now, once the ring holds `low_water`: a lead before the
+    /// request the next frame is for (the next one, or the one after if the next one is
+    /// within the lead and so already provided for). `None` while requests are not timed:
+    /// then the ring has to be watched.
+    pub next_in: Option<Duration>,
 }
 
 impl Refill {
@@ -83,6 +88,7 @@ pub fn plan(
             until_due: None,
             timed: false,
             must: chunk + margin,
+            next_in: None,
         };
     };
     let period = Duration::from_secs_f64(chunk as f64 / f64::from(rate));
@@ -104,6 +110,11 @@ pub fn plan(
         timed: true,
         // what the margin asks for can wait for its packet; the request itself cannot
         must: if due_soon { chunk } else { 0 },
+        next_in: Some(if due_soon {
+            (until_due + period).saturating_sub(lead)
+        } else {
+            until_due.saturating_sub(lead)
+        }),
     }
 }
 
@@ -126,6 +137,7 @@ mod tests {
         assert_eq!(r.floor, CHUNK + 96);
         assert_eq!(r.must, CHUNK + 96);
         assert_eq!(r.until_due, None);
+        assert_eq!(r.next_in, None, "the ring is watched");
     }
 
     #[test]
@@ -136,6 +148,8 @@ mod tests {
         assert_eq!(r.floor, 96);
         assert_eq!(r.must, 0);
         assert_eq!(r.until_due, Some(ms(4)));
+        // the frame for the next request is decoded the lead before it
+        assert_eq!(r.next_in, Some(ms(1)));
     }
 
     #[test]
@@ -146,6 +160,11 @@ mod tests {
         assert_eq!(r.floor, 96);
         assert_eq!(r.must, CHUNK);
         assert_eq!(r.until_due, Some(ms(3)));
+        // provided for now: the one after is the next to decode for
+        assert_eq!(r.next_in, Some(ms(5)));
+        // the loop woken then finds it within the lead
+        let later = plan(t + ms(7), Some(t + ms(5)), CHUNK, CHUNK, RATE, ms(3), 96);
+        assert_eq!(later.must, CHUNK);
     }
 
     #[test]
@@ -154,6 +173,8 @@ mod tests {
         let r = plan(t + ms(40), Some(t), CHUNK, CHUNK, RATE, ms(3), 96);
         assert_eq!(r.low_water, CHUNK + 96);
         assert_eq!(r.until_due, Some(Duration::ZERO));
+        // it has its frame: next time is a period on, not at once again
+        assert_eq!(r.next_in, Some(ms(2)));
     }
 
     #[test]

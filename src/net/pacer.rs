@@ -133,6 +133,20 @@ impl Pacer {
         }
     }
 
+    /// When the next queued datagram may go, if any is queued (call [`Self::release`] then).
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let last = self.last?;
+        if self.credit > 0.0 {
+            return Some(last);
+        }
+        let rate = self.rate().max(self.bytes as f64 / MAX_DELAY.as_secs_f64());
+        // a datagram goes once the credit is over zero: a byte past the debt
+        Some(last + Duration::from_secs_f64((1.0 - self.credit) / rate.max(1.0)))
+    }
+
     /// How long what is queued takes to go out, ms.
     pub fn queued_ms(&self) -> f64 {
         let rate = self.rate();
@@ -208,6 +222,51 @@ mod tests {
             let rate = 1_000_000.0 * PACE_FACTOR / 8.0;
             let allowed = (t as f64 / 1000.0) * rate + rate * BURST.as_secs_f64() + 1200.0;
             assert!(bytes as f64 <= allowed, "{bytes} B by {t} ms");
+        }
+    }
+
+    #[test]
+    fn woken_only_when_it_says_a_datagram_is_due_it_sends_as_on_a_fine_tick() {
+        for path_kbps in [0, 600] {
+            let (t0, mut p) = (Instant::now(), Pacer::new(1_000_000));
+            p.release(t0, |_| {});
+            p.on_path(path_kbps);
+            assert_eq!(p.next_due(), None, "nothing queued: nothing due");
+            for _ in 0..20 {
+                p.push(vec![0; 1200]);
+            }
+            let (mut now, mut sent, mut wakes) = (t0, Vec::new(), 0);
+            while let Some(due) = p.next_due() {
+                assert!(due >= now, "due in the past");
+                now = due;
+                wakes += 1;
+                let before = sent.len();
+                p.release(now, |d| sent.push((now, d.len())));
+                assert!(
+                    sent.len() > before,
+                    "woken at its due time, a datagram goes"
+                );
+                assert!(wakes <= 20, "one wake-up a datagram at most");
+            }
+            assert_eq!(sent.len(), 20);
+            // the spread the 1 ms tick gives, without the tick (a little shorter: a tick
+            // sends up to a millisecond after the due time, and paced to a path, where the
+            // bucket holds a byte, that millisecond is lost to each datagram)
+            let mut q = Pacer::new(1_000_000);
+            q.release(t0, |_| {});
+            q.on_path(path_kbps);
+            for _ in 0..20 {
+                q.push(vec![0; 1200]);
+            }
+            let ticked = drain(&mut q, t0, 1, 400);
+            let woken_ms = sent
+                .last()
+                .map_or(0.0, |s| s.0.duration_since(t0).as_secs_f64() * 1000.0);
+            let ticked_ms = ticked.last().map_or(0, |s| s.0) as f64;
+            assert!(
+                woken_ms <= ticked_ms + 1.0 && woken_ms >= ticked_ms * 0.9,
+                "path {path_kbps}: {woken_ms:.1} ms against {ticked_ms} ms on a 1 ms tick"
+            );
         }
     }
 

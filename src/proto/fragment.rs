@@ -284,6 +284,28 @@ impl Reassembler {
         out
     }
 
+    /// When [`Self::nacks`] next has something to ask for, if nothing arrives before: a
+    /// frame going quiet, or a request due again.
+    pub fn next_nack_at(&self) -> Option<Instant> {
+        let again =
+            |n: u8, last: Option<Instant>| (n < MAX_NACKS).then(|| last.map(|t| t + NACK_RETRY));
+        let highest = self.highest_seen;
+        let partials = self.partials.iter().filter_map(|p| {
+            // overtaken by a newer frame, it is asked for as soon as a request may go
+            let overtaken = highest.is_some_and(|h| newer(h, p.meta.frame_id));
+            let quiet = (!overtaken).then(|| p.last_arrival + NACK_QUIET);
+            match again(p.nacks, p.last_nack)? {
+                Some(retry) => Some(quiet.map_or(retry, |q| q.max(retry))),
+                None => Some(quiet.unwrap_or(p.last_arrival)),
+            }
+        });
+        let absent = self
+            .absent
+            .iter()
+            .filter_map(|a| again(a.nacks, a.last_nack).flatten());
+        partials.chain(absent).min()
+    }
+
     /// Hands out a complete frame in order, or holds it until the frames before it come.
     fn deliver(&mut self, mut c: CompleteFrame, now: Instant) {
         let id = c.meta.frame_id;
@@ -820,6 +842,42 @@ mod tests {
         let f = fragment_frame(meta(0), &data).expect("fragment");
         assert_eq!(r.push(f[0].clone(), t0), ReassemblyEvent::Dropped);
         assert!(r.pop_ready().is_none());
+    }
+
+    #[test]
+    fn it_tells_when_the_next_request_is_due() {
+        let mut r = Reassembler::default();
+        let t0 = Instant::now();
+        assert_eq!(r.next_nack_at(), None, "nothing missing");
+        let data = frame_bytes(3, 4_000);
+        let frags = fragment_frame(meta(3), &data).expect("fragment");
+        for f in frags.iter().filter(|f| f.index != 1) {
+            r.push(f.clone(), t0);
+        }
+        // quiet for NACK_QUIET after the last fragment: then asked for, and again each
+        // NACK_RETRY, a few times
+        let mut due = r.next_nack_at().expect("a fragment is missing");
+        assert_eq!(due, t0 + NACK_QUIET);
+        assert!(r.nacks(due - Duration::from_millis(1)).is_empty());
+        let mut asked = 0;
+        while let Some(next) = r.next_nack_at() {
+            assert!(next >= due);
+            due = next;
+            assert_eq!(r.nacks(due).len(), 1, "due at {:?}", due - t0);
+            asked += 1;
+            assert!(asked <= usize::from(MAX_NACKS));
+        }
+        assert_eq!(asked, usize::from(MAX_NACKS));
+        // a newer frame overtakes one still missing a piece: asked for at once
+        let mut r = Reassembler::default();
+        for f in frags.iter().filter(|f| f.index != 1) {
+            r.push(f.clone(), t0);
+        }
+        let next = fragment_frame(meta(4), &frame_bytes(4, 500)).expect("fragment");
+        let t1 = t0 + Duration::from_millis(2);
+        r.push(next[0].clone(), t1);
+        assert!(r.next_nack_at().is_some_and(|t| t <= t1));
+        assert_eq!(r.nacks(t1).len(), 1);
     }
 
     #[test]
