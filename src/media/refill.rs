@@ -111,7 +111,13 @@ pub fn plan(
         // what the margin asks for can wait for its packet; the request itself cannot
         must: if due_soon { chunk } else { 0 },
         next_in: Some(if due_soon {
-            (until_due + period).saturating_sub(lead)
+            // requests closer together than the lead: once a request, not continually
+            let floor = if period < lead {
+                period
+            } else {
+                Duration::ZERO
+            };
+            (until_due + period).saturating_sub(lead).max(floor)
         } else {
             until_due.saturating_sub(lead)
         }),
@@ -175,6 +181,16 @@ mod tests {
         assert_eq!(r.until_due, Some(Duration::ZERO));
         // it has its frame: next time is a period on, not at once again
         assert_eq!(r.next_in, Some(ms(2)));
+    }
+
+    #[test]
+    fn requests_shorter_than_the_lead_are_looked_at_once_each_not_continually() {
+        let t = Instant::now();
+        // 1 ms requests (48 samples), a 3 ms lead: always due soon
+        let r = plan(t + ms(1), Some(t), 48, CHUNK, RATE, ms(3), 96);
+        assert!(r.timed);
+        assert_eq!(r.must, 48);
+        assert_eq!(r.next_in, Some(ms(1)));
     }
 
     #[test]
