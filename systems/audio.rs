@@ -87,7 +87,11 @@ impl AudioDevices {
             && self.mic_src != MicSource::Off
             && !(synthetic_only && self.mic_src.needs_sound_system())
         {
-            match Microphone::open(&self.mic_src, self.buffer_ms, self.wake.clone()) {
+            match Microphone::open(
+                &self.mic_src,
+                self.buffer_ms,
+                self.wake.clone().map(|w| (w, FRAME_SAMPLES)),
+            ) {
                 Ok(m) => {
                     tracing::info!("microphone: {}", m.description());
                     self.mic = Some(m);
@@ -273,10 +277,16 @@ impl Default for AudioReceiver {
 pub fn capture_audio(
     mut devices: NonSendMut<AudioDevices>,
     clock: Res<Clock>,
+    call: Res<CallInfo>,
     local: Single<Has<Muted>, With<Local>>,
     mut captured: ResMut<CapturedAudio>,
 ) {
     devices.maintain(clock.now);
+    // without a call nobody hears the microphone: its stream pauses, so that neither the
+    // sound server nor the loop wakes every few milliseconds for it
+    if let Some(m) = devices.mic.as_mut() {
+        m.set_paused(call.state != CallState::Connected);
+    }
     let device_us = u64::from(devices.buffer_ms) * 1000;
     let Some(mic) = devices.mic.as_mut() else {
         return;
@@ -392,7 +402,10 @@ pub fn play_audio(
         .counters()
         .underruns
         .load(std::sync::atomic::Ordering::Relaxed);
-    if !rx.pace.update(clock.now, consumed) {
+    // the same for the speaker, which would only play silence; once it has shown that it
+    // plays in real time, so that a call starts feeding it at once
+    speaker.set_paused(call.state != CallState::Connected && rx.pace.running);
+    if speaker.is_paused() || !rx.pace.update(clock.now, consumed) {
         rx.jitter.reset();
         rx.margin.idle(underruns);
         return;

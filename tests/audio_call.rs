@@ -127,3 +127,108 @@ fn tones_cross_both_ways_and_mute_silences() {
         let _ = p.wait();
     }
 }
+
+/// Whether the sound server holds `pid`'s stream of `kind` (`sink-inputs` for its speaker,
+/// `source-outputs` for its microphone) corked; `None` while it has none.
+fn corked(pulse: &Pulse, kind: &str, pid: u32) -> Option<bool> {
+    let out = pulse
+        .command("pactl")
+        .args(["list", kind])
+        .output()
+        .expect("pactl is installed with pulseaudio-utils");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ours = format!("application.process.id = \"{pid}\"");
+    text.split("\n\n")
+        .find(|block| block.contains(&ours))
+        .and_then(|block| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Corked:"))
+                .map(|v| v.trim() == "yes")
+        })
+}
+
+/// Waits until both of `pid`'s streams are `want` (corked or not).
+fn wait_corked(pulse: &Pulse, pid: u32, want: bool, what: &str) {
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = (
+            corked(pulse, "sink-inputs", pid),
+            corked(pulse, "source-outputs", pid),
+        );
+        if now == (Some(want), Some(want)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{what}: speaker and microphone corked {now:?}, wanted {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_sound_devices_rest_while_there_is_no_call() {
+    let dir = scratch("audio-rest");
+    let pulse = Pulse::start();
+    let env: Vec<(String, String)> = pulse.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (pa, pb) = (free_port(), free_port());
+    let to_a = format!("127.0.0.1:{pa}");
+    let common = ["--headless", "--camera", "test", "--size", "320x240"];
+    let a = Peer::start(
+        &dir,
+        "a",
+        pa,
+        &[
+            &common[..],
+            &[
+                "--mic",
+                "micA.monitor",
+                "--speaker",
+                "spkA",
+                "--duration",
+                "40",
+            ],
+        ]
+        .concat(),
+        &env,
+    );
+    let pid = a.child.id();
+    wait_corked(&pulse, pid, true, "waiting for a call");
+    let mut b = Peer::start(
+        &dir,
+        "b",
+        pb,
+        &[
+            &common[..],
+            &[
+                "--mic",
+                "micB.monitor",
+                "--speaker",
+                "spkB",
+                "--peer",
+                &to_a,
+            ],
+        ]
+        .concat(),
+        &env,
+    );
+    let mut play_b = pulse.play("micB", sine(880.0, 0.5, 30.0));
+    a.wait_for(Duration::from_secs(20), "sound from B", |l| {
+        l["state"] == "connected" && num(l, "audio_received") > 100.0
+    });
+    wait_corked(&pulse, pid, false, "in a call");
+    // and the peer's sound is played: the speaker is fed as soon as the call starts
+    a.wait_for(Duration::from_secs(10), "B's sound played", |l| {
+        num(l, "jitter_delay_ms") > 0.0 && num(l, "speaker_samples") > 0.0
+    });
+    b.keys("q");
+    assert!(b.wait(Duration::from_secs(5)).success(), "q exits 0");
+    a.wait_for(Duration::from_secs(5), "peer left", |l| {
+        l["state"] == "peer_left"
+    });
+    wait_corked(&pulse, pid, true, "after the call");
+    let _ = play_b.kill();
+    let _ = play_b.wait();
+}

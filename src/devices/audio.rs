@@ -360,6 +360,48 @@ fn stream_config(
     })
 }
 
+/// Whether a sound server stream is paused (corked: the server stops waking for it), and
+/// whether pausing works at all. Synthetic devices always run.
+#[derive(Debug, Default)]
+struct Pause {
+    paused: bool,
+    broken: bool,
+}
+
+impl Pause {
+    /// Pauses or resumes `stream`; returns whether it changed. A stream that fails to pause
+    /// or resume is reported once and left running.
+    fn set(&mut self, stream: Option<&cpal::Stream>, paused: bool, what: &str) -> bool {
+        let Some(stream) = stream.filter(|_| !self.broken) else {
+            return false;
+        };
+        if self.paused == paused {
+            return false;
+        }
+        let result = if paused {
+            stream.pause()
+        } else {
+            stream.play()
+        };
+        match result {
+            Ok(()) => {
+                self.paused = paused;
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{what}: pausing or resuming failed ({e}); it keeps running");
+                self.broken = true;
+                if self.paused {
+                    // it may be paused still: try to leave it running
+                    let _ = stream.play();
+                    self.paused = false;
+                }
+                false
+            }
+        }
+    }
+}
+
 /// The microphone: a ring of 48 kHz mono samples filled by a callback or a thread.
 pub struct Microphone {
     consumer: HeapCons<i16>,
@@ -367,6 +409,7 @@ pub struct Microphone {
     _stream: Option<cpal::Stream>,
     worker: Option<Worker>,
     description: String,
+    pause: Pause,
 }
 
 impl std::fmt::Debug for Microphone {
@@ -416,13 +459,20 @@ fn paced(stop: Arc<AtomicBool>, mut chunk: impl FnMut(usize) + Send + 'static) -
 }
 
 impl Microphone {
-    /// Opens `src` with a device buffer of `buffer_ms`.
-    /// Each delivery signals `wake`, if given.
-    pub fn open(src: &MicSource, buffer_ms: u32, wake: Option<Wake>) -> Result<Self, AudioError> {
+    /// Opens `src` with a device buffer of `buffer_ms`. With `wake` = (a wake signal, n), a
+    /// delivery that leaves n samples or more waiting signals it (a sound server may deliver
+    /// in pieces of half a millisecond: the reader wants whole frames).
+    pub fn open(
+        src: &MicSource,
+        buffer_ms: u32,
+        wake: Option<(Wake, usize)>,
+    ) -> Result<Self, AudioError> {
         let (mut prod, consumer) = HeapRb::<i16>::new(RING).split();
-        let signal = move || {
-            if let Some(w) = &wake {
-                w.signal();
+        let signal = move |waiting: usize| {
+            if let Some((w, n)) = &wake {
+                if waiting >= *n {
+                    w.signal();
+                }
             }
         };
         let counters = Arc::new(AudioCounters::default());
@@ -445,7 +495,7 @@ impl Microphone {
                     let pushed = prod.push_slice(&buf[..n]);
                     c.overruns.fetch_add((n - pushed) as u64, Ordering::Relaxed);
                     c.callbacks.fetch_add(1, Ordering::Relaxed);
-                    signal();
+                    signal(prod.occupied_len());
                 });
                 Ok(Self {
                     consumer,
@@ -453,6 +503,7 @@ impl Microphone {
                     _stream: None,
                     worker: Some(worker),
                     description: format!("tone {hz} Hz"),
+                    pause: Pause::default(),
                 })
             }
             MicSource::Wav(path) => {
@@ -468,7 +519,7 @@ impl Microphone {
                         n -= take;
                     }
                     c.callbacks.fetch_add(1, Ordering::Relaxed);
-                    signal();
+                    signal(prod.occupied_len());
                 });
                 Ok(Self {
                     consumer,
@@ -476,6 +527,7 @@ impl Microphone {
                     _stream: None,
                     worker: Some(worker),
                     description: path.display().to_string(),
+                    pause: Pause::default(),
                 })
             }
             MicSource::Default | MicSource::Named(_) => {
@@ -510,7 +562,7 @@ impl Microphone {
                             }
                             c.samples.fetch_add(produced, Ordering::Relaxed);
                             c.callbacks.fetch_add(1, Ordering::Relaxed);
-                            signal();
+                            signal(prod.occupied_len());
                         },
                         move |_e| c_err.failed.store(true, Ordering::Relaxed),
                         None,
@@ -523,9 +575,23 @@ impl Microphone {
                     _stream: Some(stream),
                     worker: None,
                     description: device_label(&device).0,
+                    pause: Pause::default(),
                 })
             }
         }
+    }
+
+    /// Pauses the sound server's stream (while there is no call), or resumes it; what it
+    /// captured before the pause is dropped.
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.pause.set(self._stream.as_ref(), paused, "microphone") && !paused {
+            self.consumer.clear();
+        }
+    }
+
+    /// Whether its stream is paused.
+    pub fn is_paused(&self) -> bool {
+        self.pause.paused
     }
 
     /// Fills `out` if that many samples are waiting; returns whether it did.
@@ -569,6 +635,7 @@ pub struct Speaker {
     _stream: Option<cpal::Stream>,
     _worker: Option<Worker>,
     description: String,
+    pause: Pause,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -627,6 +694,7 @@ impl Speaker {
                     _stream: None,
                     _worker: Some(worker),
                     description: path.display().to_string(),
+                    pause: Pause::default(),
                 })
             }
             SpeakerSink::Default | SpeakerSink::Named(_) => {
@@ -687,9 +755,20 @@ impl Speaker {
                     _stream: Some(stream),
                     _worker: None,
                     description: device_label(&device).0,
+                    pause: Pause::default(),
                 })
             }
         }
+    }
+
+    /// Pauses the sound server's stream (while there is no call), or resumes it.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.pause.set(self._stream.as_ref(), paused, "speaker");
+    }
+
+    /// Whether its stream is paused.
+    pub fn is_paused(&self) -> bool {
+        self.pause.paused
     }
 
     /// Queues samples for playing; returns how many fit.
@@ -776,6 +855,29 @@ mod tests {
         let mut m = 0;
         up.feed(&vec![0.25; 480], |_| m += 1);
         assert!((959..=961).contains(&m), "{m}");
+    }
+
+    #[test]
+    fn the_microphone_wakes_the_reader_once_a_whole_frame_waits() {
+        // deliveries of ~5 ms (240 samples) leave a 240-sample frame waiting at once
+        let (wake, woken) = Wake::new();
+        let mut mic =
+            Microphone::open(&MicSource::Tone(440.0), 5, Some((wake, 240))).expect("tone");
+        assert!(woken.recv_timeout(Duration::from_secs(2)).is_ok(), "woken");
+        assert!(mic.buffered() >= 240, "{} samples waiting", mic.buffered());
+        // a frame of 0.5 s is not there after 100 ms: no wake-up for the pieces before it
+        let (wake, woken) = Wake::new();
+        let _mic =
+            Microphone::open(&MicSource::Tone(440.0), 5, Some((wake, 24_000))).expect("tone");
+        assert!(
+            woken.recv_timeout(Duration::from_millis(100)).is_err(),
+            "woken early"
+        );
+        assert!(
+            woken.recv_timeout(Duration::from_secs(3)).is_ok(),
+            "woken at last"
+        );
+        mic.discard();
     }
 
     #[test]
