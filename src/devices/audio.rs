@@ -635,7 +635,6 @@ pub struct Speaker {
     _stream: Option<cpal::Stream>,
     _worker: Option<Worker>,
     description: String,
-    pause: Pause,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -694,7 +693,6 @@ impl Speaker {
                     _stream: None,
                     _worker: Some(worker),
                     description: path.display().to_string(),
-                    pause: Pause::default(),
                 })
             }
             SpeakerSink::Default | SpeakerSink::Named(_) => {
@@ -755,20 +753,9 @@ impl Speaker {
                     _stream: Some(stream),
                     _worker: None,
                     description: device_label(&device).0,
-                    pause: Pause::default(),
                 })
             }
         }
-    }
-
-    /// Pauses the sound server's stream (while there is no call), or resumes it.
-    pub fn set_paused(&mut self, paused: bool) {
-        self.pause.set(self._stream.as_ref(), paused, "speaker");
-    }
-
-    /// Whether its stream is paused.
-    pub fn is_paused(&self) -> bool {
-        self.pause.paused
     }
 
     /// Queues samples for playing; returns how many fit.
