@@ -273,10 +273,15 @@ impl App {
         .map_err(|e| AppError::Codec(e.to_string()))?;
         world.insert_resource(encoder);
         world.insert_resource(Decoder::new(Some(wake.clone())));
-        // a datagram wakes the loop at once (without it, at the next tick)
-        let arrival_wake = ArrivalWake::spawn(transport.raw_fd(), wake.clone())
+        // a datagram, or the microphone's nudge, wakes the loop at once (without it, at the
+        // next tick)
+        let mic_nudge = crate::media::nudge::Nudge::new()
+            .map_err(|e| tracing::debug!("no microphone wake-ups: {e}"))
+            .ok();
+        let arrival_wake = ArrivalWake::spawn(transport.raw_fd(), wake.clone(), mic_nudge.clone())
             .map_err(|e| tracing::debug!("no arrival wake-ups: {e}"))
             .ok();
+        let mic_nudge = mic_nudge.filter(|_| arrival_wake.is_some());
         // MJPEG's most is what quality 75 costs (about 0.6 bit per pixel); on a congested
         // link its quality and then the sent size follow the target down
         let (start_cap, most) = match opts.codec {
@@ -331,7 +336,7 @@ impl App {
             mic,
             speaker,
             opts.audio_buffer_ms,
-            Some(wake.clone()),
+            mic_nudge,
             now,
         ));
         world.insert_non_send(AudioSender::new(opts.audio_bitrate));

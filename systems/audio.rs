@@ -13,11 +13,11 @@ use crate::components::{CallInfo, Clock, Local, Muted, NextTick, Remote, VideoSy
 use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerSink, RATE};
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
+use crate::media::nudge::Nudge;
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
 use crate::media::playout_margin::PlayoutMargin;
 use crate::media::refill;
 use crate::media::timescale::{samples_to_drop, shorten};
-use crate::media::worker::Wake;
 use crate::proto::AudioFrame;
 use crate::session::CallState;
 use crate::stats::CallStats;
@@ -34,8 +34,8 @@ pub struct AudioDevices {
     mic_src: MicSource,
     speaker_sink: SpeakerSink,
     buffer_ms: u32,
-    /// Wakes the call loop when the microphone has delivered.
-    wake: Option<Wake>,
+    /// Wakes the call loop when a frame of the microphone waits.
+    wake: Option<Nudge>,
     next_retry: Instant,
     warned: bool,
 }
@@ -46,7 +46,7 @@ impl AudioDevices {
         mic_src: MicSource,
         speaker_sink: SpeakerSink,
         buffer_ms: u32,
-        wake: Option<Wake>,
+        wake: Option<Nudge>,
         now: Instant,
     ) -> Self {
         let mut d = Self {
@@ -280,8 +280,13 @@ pub fn capture_audio(
     call: Res<CallInfo>,
     local: Single<Has<Muted>, With<Local>>,
     mut captured: ResMut<CapturedAudio>,
+    mut next: ResMut<NextTick>,
 ) {
     devices.maintain(clock.now);
+    if devices.mic.is_some() && devices.wake.is_none() {
+        // nothing tells the loop when a frame waits: look often
+        next.by(clock.now + crate::app::TICK);
+    }
     // without a call nobody hears the microphone: its stream pauses, so that neither the
     // sound server nor the loop wakes every few milliseconds for it
     if let Some(m) = devices.mic.as_mut() {

@@ -9,6 +9,7 @@ pub mod jpeg_rate;
 pub mod ladder;
 pub mod lip_sync;
 pub mod mjpeg;
+pub mod nudge;
 pub mod opus_codec;
 pub mod pattern;
 pub mod playout_margin;

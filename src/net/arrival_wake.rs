@@ -1,6 +1,7 @@
 //! Wakes the call loop the moment a datagram lands instead of at its next 1 ms tick: a thread
 //! waits on the socket with edge-triggered epoll and never reads it (laminar reads, on the
-//! tick). A packet is then handled, and its arrival stamped, when it arrives.
+//! tick). A packet is then handled, and its arrival stamped, when it arrives. It watches a
+//! [`Nudge`] too: the microphone's callback, which must not take the loop's channel lock.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -8,10 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::media::nudge::Nudge;
 use crate::media::worker::Wake;
 
 /// How often the waiting thread looks whether it should stop, ms.
 const STOP_CHECK_MS: i32 = 50;
+/// The epoll tag of the nudge's descriptor (the socket's is 0).
+const NUDGED: u64 = 1;
 
 /// The thread that signals arrivals; stopped and joined on drop.
 pub struct ArrivalWake {
@@ -28,8 +32,8 @@ impl std::fmt::Debug for ArrivalWake {
 
 impl ArrivalWake {
     /// Signals `wake` whenever a datagram arrives on `socket` (a UDP socket's descriptor,
-    /// which must stay open while this lives).
-    pub fn spawn(socket: RawFd, wake: Wake) -> io::Result<Self> {
+    /// which must stay open while this lives) or `nudge` is nudged.
+    pub fn spawn(socket: RawFd, wake: Wake, nudge: Option<Nudge>) -> io::Result<Self> {
         // SAFETY: plain system calls on descriptors we own or were given; `ev` outlives the call
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epoll < 0 {
@@ -40,7 +44,17 @@ impl ArrivalWake {
             u64: 0,
         };
         // SAFETY: as above
-        if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket, &mut ev) } < 0 {
+        let mut nudge_ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: NUDGED,
+        };
+        // SAFETY: as above
+        if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket, &mut ev) } < 0
+            || nudge.as_ref().is_some_and(|n| {
+                // SAFETY: as above
+                (unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, n.fd(), &mut nudge_ev) }) < 0
+            })
+        {
             let e = io::Error::last_os_error();
             // SAFETY: `epoll` is ours and not used after this
             unsafe { libc::close(epoll) };
@@ -57,6 +71,15 @@ impl ArrivalWake {
                     let n =
                         unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), 4, STOP_CHECK_MS) };
                     if n > 0 {
+                        let ready = &events[..n as usize];
+                        if let Some(nudge) = nudge.as_ref().filter(|_| {
+                            ready.iter().any(|e| {
+                                let tag = e.u64;
+                                tag == NUDGED
+                            })
+                        }) {
+                            nudge.take();
+                        }
                         wake.signal();
                     }
                 }
@@ -100,7 +123,8 @@ mod tests {
         rx.set_nonblocking(true).expect("nonblocking");
         let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let (wake, woken) = Wake::new();
-        let _aw = ArrivalWake::spawn(rx.as_raw_fd(), wake).expect("epoll");
+        let nudge = Nudge::new().expect("eventfd");
+        let _aw = ArrivalWake::spawn(rx.as_raw_fd(), wake, Some(nudge.clone())).expect("epoll");
         assert!(
             woken.recv_timeout(Duration::from_millis(200)).is_err(),
             "nothing arrived"
@@ -116,5 +140,17 @@ mod tests {
             let mut buf = [0u8; 16];
             while rx.recv_from(&mut buf).is_ok() {}
         }
+        // and a nudge wakes it each time, not just the first
+        for round in 0..3 {
+            nudge.nudge();
+            assert!(
+                woken.recv_timeout(Duration::from_secs(2)).is_ok(),
+                "woken by nudge {round}"
+            );
+        }
+        assert!(
+            woken.recv_timeout(Duration::from_millis(200)).is_err(),
+            "nothing more"
+        );
     }
 }
