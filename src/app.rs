@@ -275,10 +275,17 @@ impl App {
         world.insert_resource(Decoder::new(Some(wake.clone())));
         // a datagram, or the microphone's nudge, wakes the loop at once (without it, at the
         // next tick)
-        let mic_nudge = crate::media::nudge::Nudge::new()
+        let mut mic_nudge = crate::media::nudge::Nudge::new()
             .map_err(|e| tracing::debug!("no microphone wake-ups: {e}"))
             .ok();
-        let arrival_wake = ArrivalWake::spawn(transport.raw_fd(), wake.clone(), mic_nudge.clone())
+        let socket = transport.raw_fd();
+        let arrival_wake = ArrivalWake::spawn(socket, wake.clone(), mic_nudge.clone())
+            .or_else(|e| {
+                // datagrams still wake the loop; the microphone is looked at every tick
+                tracing::debug!("no microphone wake-ups: {e}");
+                mic_nudge = None;
+                ArrivalWake::spawn(socket, wake.clone(), None)
+            })
             .map_err(|e| tracing::debug!("no arrival wake-ups: {e}"))
             .ok();
         let mic_nudge = mic_nudge.filter(|_| arrival_wake.is_some());
