@@ -52,6 +52,14 @@ fn codec(c: &mut Criterion) {
                 black_box(enc.encode(black_box(&frames[i]), false).expect("encode"))
             })
         });
+        // the same, each picture as two slices on two threads (on by itself from 4 cores)
+        let mut split = H264Encoder::with_slices(w, h, 30.0, 1_500_000, Some(2)).expect("h264");
+        g.bench_function("encode_1500k_two_slices", |b| {
+            b.iter(|| {
+                i = (i + 1) % frames.len();
+                black_box(split.encode(black_box(&frames[i]), false).expect("encode"))
+            })
+        });
         // the whole 2-second stream (one keyframe, then P-frames) through a fresh decoder
         g.throughput(Throughput::Elements(stream.len() as u64));
         g.bench_function("decode_stream_per_frame", |b| {

@@ -2,17 +2,10 @@
 //! keyframes that we trigger ourselves, so a call needs a fraction of MJPEG's bandwidth.
 
 use openh264::decoder::Decoder;
-use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
-    RateControlMode, UsageType,
-};
 use openh264::formats::YUVSource;
-use openh264::OpenH264API;
-use openh264_sys2::{
-    SBitrateInfo, ENCODER_OPTION, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE,
-    ENCODER_OPTION_TRACE_LEVEL, SPATIAL_LAYER_0, SPATIAL_LAYER_ALL, WELS_LOG_ERROR,
-};
+use openh264_sys2::{SPATIAL_LAYER_0, SPATIAL_LAYER_ALL};
 
+use super::openh264_encoder::{Coded, RawEncoder, Setup};
 use super::{CodecError, EncodedFrame, PixelFormat, VideoDecoder, VideoEncoder, VideoFrame};
 use crate::proto::CodecId;
 
@@ -381,13 +374,13 @@ fn interleave_ssse3(planes: &[[u8; BLOCK]; 3], out: &mut [u8; 3 * BLOCK]) {
 
 /// H.264 encoder for live calls: constant bitrate, no skipped frames, IDR on request or every 4 s.
 pub struct H264Encoder {
-    inner: Encoder,
+    inner: RawEncoder,
     width: u32,
     height: u32,
     fps: f32,
     bitrate_bps: u32,
-    /// OpenH264 sets itself up on the first frame; options can only be changed after that.
-    started: bool,
+    /// Slices per picture, or `None` for [`Setup::slices_for`] the picture's size.
+    slices: Option<u32>,
     frames_since_idr: u32,
     safety_interval: u32,
     yuv: I420Frame,
@@ -407,18 +400,30 @@ impl std::fmt::Debug for H264Encoder {
 impl H264Encoder {
     /// An encoder for `width x height` (both even) pictures at `fps` aiming at `bitrate_bps`.
     pub fn new(width: u32, height: u32, fps: f32, bitrate_bps: u32) -> Result<Self, CodecError> {
+        Self::with_slices(width, height, fps, bitrate_bps, None)
+    }
+
+    /// As [`H264Encoder::new`], each picture coded as `slices` slices on as many threads
+    /// (`None`: as [`Setup::slices_for`] says for its size).
+    pub fn with_slices(
+        width: u32,
+        height: u32,
+        fps: f32,
+        bitrate_bps: u32,
+        slices: Option<u32>,
+    ) -> Result<Self, CodecError> {
         check_size(width, height)?;
         if !(fps.is_finite() && (1.0..=240.0).contains(&fps)) {
             return Err(CodecError::InvalidInput(format!("frame rate {fps}")));
         }
         check_bitrate(bitrate_bps)?;
         Ok(Self {
-            inner: make_encoder(fps, bitrate_bps)?,
+            inner: make_encoder(width, height, fps, bitrate_bps, slices)?,
             width,
             height,
             fps,
             bitrate_bps,
-            started: false,
+            slices,
             frames_since_idr: 0,
             safety_interval: (fps * SAFETY_KEYFRAME_SECS).round() as u32,
             yuv: I420Frame::new(width, height),
@@ -433,50 +438,21 @@ impl H264Encoder {
     /// Changes the target bitrate from the next frame on, without a keyframe.
     pub fn set_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
         check_bitrate(bps)?;
-        if !self.started {
-            // nothing encoded yet: OpenH264 refuses options before its first frame, so start over
-            self.inner = make_encoder(self.fps, bps)?;
-        } else if bps != self.bitrate_bps {
+        if bps != self.bitrate_bps {
             // the layer's max bitrate starts equal to the target and OpenH264 rejects a target
             // above the max or a max below the target, so move them in the order that stays valid
             let target = i32::try_from(bps)
                 .map_err(|_| CodecError::InvalidInput(format!("bitrate {bps}")))?;
             if bps > self.bitrate_bps {
-                self.set_option(ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0, target)?;
-                self.set_option(ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL, target)?;
+                self.inner.set_max_bitrate(SPATIAL_LAYER_0, target)?;
+                self.inner.set_target_bitrate(SPATIAL_LAYER_ALL, target)?;
             } else {
-                self.set_option(ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL, target)?;
-                self.set_option(ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0, target)?;
+                self.inner.set_target_bitrate(SPATIAL_LAYER_ALL, target)?;
+                self.inner.set_max_bitrate(SPATIAL_LAYER_0, target)?;
             }
         }
         self.bitrate_bps = bps;
         Ok(())
-    }
-
-    fn set_option(
-        &mut self,
-        option: ENCODER_OPTION,
-        layer: i32,
-        bps: i32,
-    ) -> Result<(), CodecError> {
-        let mut info = SBitrateInfo {
-            iLayer: layer,
-            iBitrate: bps,
-        };
-        // SAFETY: the encoder is initialised (a frame went through), and both bitrate options
-        // read an SBitrateInfo through the pointer during the call only.
-        let rc = unsafe {
-            self.inner
-                .raw_api()
-                .set_option(option, std::ptr::from_mut(&mut info).cast())
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(backend_msg(format!(
-                "set_option({option}) to {bps} bit/s failed: {rc}"
-            )))
-        }
     }
 
     /// Starts over at a new picture size, keeping fps and bitrate.
@@ -484,10 +460,9 @@ impl H264Encoder {
         check_size(width, height)?;
         // a fresh encoder rather than OpenH264's own re-init, which would reset the bitrate to
         // the one it was created with
-        self.inner = make_encoder(self.fps, self.bitrate_bps)?;
+        self.inner = make_encoder(width, height, self.fps, self.bitrate_bps, self.slices)?;
         self.width = width;
         self.height = height;
-        self.started = false;
         self.frames_since_idr = 0;
         Ok(())
     }
@@ -503,42 +478,24 @@ fn check_bitrate(bps: u32) -> Result<(), CodecError> {
     }
 }
 
-fn make_encoder(fps: f32, bitrate_bps: u32) -> Result<Encoder, CodecError> {
+fn make_encoder(
+    width: u32,
+    height: u32,
+    fps: f32,
+    bitrate_bps: u32,
+    slices: Option<u32>,
+) -> Result<RawEncoder, CodecError> {
     // OpenH264's defaults (quality mode, frame skipping) drop about a third of the frames:
-    // real-time camera mode at a constant bitrate that never skips keeps every frame.
-    let config = EncoderConfig::new()
-        .usage_type(UsageType::CameraVideoRealTime)
-        .rate_control_mode(RateControlMode::Bitrate)
-        .bitrate(BitRate::from_bps(bitrate_bps))
-        .max_frame_rate(FrameRate::from_hz(fps))
-        .skip_frames(false)
-        // 0 = no periodic IDR: we decide when keyframes happen (on request, and a safety one)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-        // a scene cut would otherwise insert an IDR the receiver did not ask for: a burst of
-        // bytes on the link; P-frames with intra blocks handle cuts well enough for a call
-        .scene_change_detect(false)
-        .complexity(Complexity::Low)
-        .adaptive_quantization(false)
-        .background_detection(false)
-        // one thread: a single slice cannot be split anyway, and the call has other work
-        .num_threads(1);
-    let mut encoder =
-        Encoder::with_api_config(OpenH264API::from_source(), config).map_err(backend)?;
-    // OpenH264 warns on stderr at set-up that bitrate control "can't" work without skipping
-    // (it does: measured within 1 %); the crate only lowers the log level after set-up, so
-    // lower it before. The trace level is the one option OpenH264 takes before set-up.
-    let mut level = WELS_LOG_ERROR;
-    // SAFETY: TRACE_LEVEL reads one int through the pointer during the call only
-    let rc = unsafe {
-        encoder.raw_api().set_option(
-            ENCODER_OPTION_TRACE_LEVEL,
-            std::ptr::from_mut(&mut level).cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(backend_msg(format!("set trace level failed: {rc}")));
-    }
-    Ok(encoder)
+    // real-time camera mode at a constant bitrate that never skips keeps every frame (see
+    // RawEncoder::new)
+    RawEncoder::new(&Setup {
+        width,
+        height,
+        fps,
+        bitrate_bps: i32::try_from(bitrate_bps)
+            .map_err(|_| CodecError::InvalidInput(format!("bitrate {bitrate_bps}")))?,
+        slices: slices.unwrap_or_else(|| Setup::slices_for(width, height)),
+    })
 }
 
 impl VideoEncoder for H264Encoder {
@@ -574,26 +531,16 @@ impl VideoEncoder for H264Encoder {
         }
         bgr_to_i420(&frame.data, frame.width, frame.height, &mut self.yuv);
 
-        // before the first frame OpenH264 is not initialised, and that frame is an IDR anyway
-        if self.started && (force_keyframe || self.frames_since_idr + 1 >= self.safety_interval) {
-            self.inner.force_intra_frame();
+        if force_keyframe || self.frames_since_idr + 1 >= self.safety_interval {
+            self.inner.force_idr()?;
         }
-        let bits = self.inner.encode(&self.yuv).map_err(backend)?;
-        self.started = true;
-        let frame_type = bits.frame_type();
         let mut data = Vec::new();
         // every layer and NAL unit (SPS/PPS first on an IDR), each with its Annex-B start code:
         // one access unit the decoder takes as one packet
-        bits.write_vec(&mut data);
-        match frame_type {
-            FrameType::IDR => self.frames_since_idr = 0,
-            FrameType::I | FrameType::P => self.frames_since_idr += 1,
-            other => {
-                return Err(backend_msg(format!(
-                    "encoder returned a {other:?} frame ({} bytes)",
-                    data.len()
-                )))
-            }
+        let coded = self.inner.encode(&self.yuv, &mut data)?;
+        match coded {
+            Coded::Idr => self.frames_since_idr = 0,
+            Coded::Intra | Coded::Predicted => self.frames_since_idr += 1,
         }
         if data.is_empty() {
             return Err(backend_msg("encoder returned no bytes".into()));
@@ -602,7 +549,7 @@ impl VideoEncoder for H264Encoder {
             data,
             // only an IDR decodes without earlier frames; a plain I frame may still be
             // followed by P-frames that refer past it
-            keyframe: frame_type == FrameType::IDR,
+            keyframe: coded == Coded::Idr,
         })
     }
 }

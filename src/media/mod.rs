@@ -10,6 +10,7 @@ pub mod ladder;
 pub mod lip_sync;
 pub mod mjpeg;
 pub mod nudge;
+pub mod openh264_encoder;
 pub mod opus_codec;
 pub mod pattern;
 pub mod playout_margin;
