@@ -292,7 +292,6 @@ pub fn capture_audio(
     if let Some(m) = devices.mic.as_mut() {
         m.set_paused(call.state != CallState::Connected);
     }
-    let device_us = u64::from(devices.buffer_ms) * 1000;
     let Some(mic) = devices.mic.as_mut() else {
         return;
     };
@@ -302,9 +301,11 @@ pub fn capture_audio(
         if !mic.read(&mut frame) {
             break;
         }
-        // the first sample of this frame was captured `waiting` samples ago, and spent one
-        // device buffer in the sound card before that
-        let age_us = waiting as u64 * 1_000_000 / u64::from(RATE) + device_us;
+        // when the first sample of this frame was captured, from what the sound system said
+        // at the latest delivery
+        let age_us = mic
+            .counters()
+            .oldest_sample_age_us(waiting, Instant::now());
         let capture_us = unix_micros().saturating_sub(age_us);
         if !*local {
             captured.frames.push_back((frame, capture_us));

@@ -161,6 +161,38 @@ impl AudioCounters {
             ns => Some(epoch() + Duration::from_nanos(ns - 1)),
         }
     }
+
+    /// For a microphone's counters: how long before `now` the oldest of the `waiting` samples
+    /// in its ring was captured, µs (see [`oldest_sample_age_us`]).
+    pub fn oldest_sample_age_us(&self, waiting: usize, now: Instant) -> u64 {
+        let since_us = self
+            .last_callback()
+            .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
+        oldest_sample_age_us(
+            waiting as u64,
+            self.chunk.load(Ordering::Relaxed),
+            self.device_us.load(Ordering::Relaxed),
+            since_us,
+        )
+    }
+}
+
+/// How long ago the oldest of `waiting` samples in a microphone's ring was captured, µs: the
+/// latest delivery, `since_us` ago, brought `chunk` samples, the first of them captured
+/// `held_us` before the delivery (as the sound system reports it: about one device buffer,
+/// so the newest sample is about as old as the delivery), and the samples waiting before them
+/// are older by their length. With nothing reported (`chunk` 0: a synthetic source, or no
+/// delivery yet) the newest sample is taken to be as old as the delivery.
+///
+/// Until session 16 the capture stamp counted the whole ring plus one device buffer on top,
+/// as if the newest sample had spent a buffer in the sound card after the delivery: every
+/// frame of sound was stamped ~5 ms too early, and lip sync held pictures ~5 ms too long.
+pub fn oldest_sample_age_us(waiting: u64, chunk: u64, held_us: u64, since_us: u64) -> u64 {
+    let us = |samples: u64| samples * 1_000_000 / u64::from(RATE);
+    let held_us = if chunk == 0 { 0 } else { held_us };
+    // the newest sample's age at delivery: the first sample's less the chunk's length
+    let newest_at_delivery = held_us.saturating_sub(us(chunk.saturating_sub(1)));
+    since_us + newest_at_delivery + us(waiting.saturating_sub(1))
 }
 
 /// Converts device frames (any channel count, any rate) to 48 kHz mono, without allocating.
@@ -495,6 +527,7 @@ impl Microphone {
                     let pushed = prod.push_slice(&buf[..n]);
                     c.overruns.fetch_add((n - pushed) as u64, Ordering::Relaxed);
                     c.callbacks.fetch_add(1, Ordering::Relaxed);
+                    c.mark_callback(Instant::now());
                     signal(prod.occupied_len());
                 });
                 Ok(Self {
@@ -519,6 +552,7 @@ impl Microphone {
                         n -= take;
                     }
                     c.callbacks.fetch_add(1, Ordering::Relaxed);
+                    c.mark_callback(Instant::now());
                     signal(prod.occupied_len());
                 });
                 Ok(Self {
@@ -544,6 +578,7 @@ impl Microphone {
                     .build_input_stream::<f32, _, _>(
                         config,
                         move |data: &[f32], info: &cpal::InputCallbackInfo| {
+                            c.mark_callback(Instant::now());
                             let ts = info.timestamp();
                             let held = ts.callback.duration_since(ts.capture);
                             c.device_us
@@ -806,6 +841,25 @@ fn read_wav(path: &std::path::Path) -> Result<Vec<i16>, AudioError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_waiting_sample_is_dated_from_the_latest_delivery() {
+        // a 5 ms delivery (240 samples) whose first sample the server captured 5 ms before
+        // it, just now: the newest sample is fresh and a whole frame waiting is 5 ms old
+        assert_eq!(oldest_sample_age_us(240, 240, 5_000, 0), 5_000);
+        // 2 ms after the delivery, everything is 2 ms older
+        assert_eq!(oldest_sample_age_us(240, 240, 5_000, 2_000), 7_000);
+        // a frame and a half waiting: the older half frame came in the delivery before
+        assert_eq!(oldest_sample_age_us(360, 240, 5_000, 0), 7_500);
+        // half of a 10 ms delivery already read: the oldest sample is in its middle
+        assert_eq!(oldest_sample_age_us(240, 480, 10_000, 0), 5_000);
+        // a sound card that keeps each sample 3 ms before delivering it
+        assert_eq!(oldest_sample_age_us(240, 240, 8_000, 0), 8_000);
+        // a server that says less than the delivery's length: the newest is not in the future
+        assert_eq!(oldest_sample_age_us(240, 240, 4_600, 0), 4_979);
+        // nothing reported (a synthetic source): as old as the ring is long
+        assert_eq!(oldest_sample_age_us(240, 0, 0, 1_000), 5_979);
+    }
 
     #[test]
     fn parse_mic_and_speaker() {
