@@ -167,6 +167,8 @@ pub struct CallStats {
     pub mic_to_speaker_ms: Option<f64>,
     /// How long the last picture of the peer was held back to keep step with its sound, ms.
     pub lip_sync_hold_ms: f64,
+    /// How much longer the peer's sound waits to keep step with its late pictures, ms.
+    pub audio_wait_ms: f64,
 }
 
 /// One line of the stats file.
@@ -292,6 +294,8 @@ pub struct StatsLine {
     pub mic_to_speaker_ms: Option<f64>,
     /// See [`CallStats`].
     pub lip_sync_hold_ms: f64,
+    /// See [`CallStats`].
+    pub audio_wait_ms: f64,
     /// How much later the peer's sound is heard than its picture is seen, ms (negative: sound first).
     pub av_offset_ms: Option<f64>,
 }

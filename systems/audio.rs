@@ -17,6 +17,7 @@ use crate::media::nudge::Nudge;
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
 use crate::media::playout_margin::PlayoutMargin;
 use crate::media::refill;
+use crate::media::sound_wait::SoundWait;
 use crate::media::timescale::{samples_to_drop, shorten};
 use crate::proto::AudioFrame;
 use crate::session::CallState;
@@ -236,6 +237,8 @@ pub struct AudioReceiver {
     /// From the latest frame's pop until it is heard, ms: the ring ahead of it, the wait
     /// for the device's request and the device's own delay.
     ahead_ms: f64,
+    /// How long the sound waits for late pictures.
+    wait: SoundWait,
 }
 
 /// How long before the device's next request its frame is decoded: the loop is woken for it
@@ -263,6 +266,7 @@ impl AudioReceiver {
             pace: SpeakerPace::default(),
             captured: VecDeque::with_capacity(CAPTURE_TIMES),
             ahead_ms: 0.0,
+            wait: SoundWait::default(),
         }
     }
 }
@@ -303,9 +307,7 @@ pub fn capture_audio(
         }
         // when the first sample of this frame was captured, from what the sound system said
         // at the latest delivery
-        let age_us = mic
-            .counters()
-            .oldest_sample_age_us(waiting, Instant::now());
+        let age_us = mic.counters().oldest_sample_age_us(waiting, Instant::now());
         let capture_us = unix_micros().saturating_sub(age_us);
         if !*local {
             captured.frames.push_back((frame, capture_us));
@@ -417,6 +419,12 @@ pub fn play_audio(
         return;
     }
     let margin_ms = rx.margin.update(clock.now, underruns);
+    // pictures that come later than the sound may: the sound waits for them
+    let wait = rx
+        .wait
+        .update(clock.now, sync.0.sound_shortfall_us(clock.now));
+    rx.jitter.set_extra_delay(wait);
+    stats.audio_wait_ms = wait.as_secs_f64() * 1000.0;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     // what the speaker's callback takes and how long the sound system then holds it, as last
     // reported (one device buffer until the first callback)

@@ -439,6 +439,7 @@ pub fn stats_line(
         mic_chunk_ms: stats.mic_chunk_ms,
         mic_to_speaker_ms: stats.mic_to_speaker_ms,
         lip_sync_hold_ms: stats.lip_sync_hold_ms,
+        audio_wait_ms: stats.audio_wait_ms,
         av_offset_ms: stats
             .mic_to_speaker_ms
             .zip(stats.latency_total.quantile_ms(0.5))

@@ -103,6 +103,9 @@ pub struct JitterStats {
     pub concealed: u64,
     /// Frames dropped to bring the delay back down (clock drift, bursts, playout stalls).
     pub skipped_for_drift: u64,
+    /// Of the concealed frames, those inserted to make the sound wait (see
+    /// [`JitterBuffer::set_extra_delay`]).
+    pub inserted_for_extra: u64,
     /// Delay the buffer aims for.
     pub target_delay_ms: f64,
     /// Playout delay at the last `pop` (0 while not playing).
@@ -140,6 +143,8 @@ pub struct JitterBuffer {
     jitter: VecDeque<f64>,
     scratch: Vec<f64>,
     target_ms: f64,
+    /// Delay asked for on top of what the jitter needs (see `set_extra_delay`), ms.
+    extra_ms: f64,
     over_target_pops: u32,
     consecutive_late: u32,
     /// Slots given up as lost while nothing at all was buffered; undone if it was a pause.
@@ -176,6 +181,7 @@ impl JitterBuffer {
             jitter: VecDeque::with_capacity(JITTER_WINDOW),
             scratch: Vec::with_capacity(JITTER_WINDOW),
             target_ms: 0.0,
+            extra_ms: 0.0,
             over_target_pops: 0,
             consecutive_late: 0,
             dry_lost: 0,
@@ -223,6 +229,15 @@ impl JitterBuffer {
         self.stats.current_delay_ms = delay;
         let f = self.frame_ms;
 
+        if self.extra_ms > 0.0
+            && delay < self.target_ms - f / 2.0
+            && self.buf.contains_key(&self.next)
+        {
+            // asked to wait longer: hold the slot and insert a frame, one frame of delay more
+            self.stats.concealed += 1;
+            self.stats.inserted_for_extra += 1;
+            return Playout::Conceal;
+        }
         if let Some(payload) = self.buf.remove(&self.next) {
             let excess = delay - self.target_ms;
             if excess > f {
@@ -314,6 +329,17 @@ impl JitterBuffer {
     pub fn last_seq(&self) -> Option<u32> {
         // the low 32 bits of an extended seq are the wire seq
         self.started.then(|| self.next.wrapping_sub(1) as u32)
+    }
+
+    /// Makes playout wait `extra` longer than the jitter needs (the sound waiting for late
+    /// pictures): the delay grows by inserted frames, and shrinks again, once `extra` does,
+    /// as any excess over the target does. [`JitterBuffer::reset`] forgets it.
+    pub fn set_extra_delay(&mut self, extra: Duration) {
+        let v = ms(extra);
+        if (v - self.extra_ms).abs() > f64::EPSILON {
+            self.extra_ms = v;
+            self.update_target();
+        }
     }
 
     /// Current counters and delays.
@@ -534,7 +560,8 @@ impl JitterBuffer {
         // the target needs only a margin for the tick on top of the jitter
         self.target_ms = (j + self.frame_ms * TARGET_MARGIN_FRAMES)
             .max(ms(self.cfg.min_delay))
-            .min(ms(self.cfg.max_delay));
+            .min(ms(self.cfg.max_delay))
+            + self.extra_ms;
         self.stats.target_delay_ms = self.target_ms;
     }
 
@@ -1121,6 +1148,46 @@ mod tests {
         let end = r.delays.last().map_or(f64::MAX, |d| d.1);
         assert!(end < 40.0);
         r.assert_in_order_once();
+    }
+
+    #[test]
+    fn an_extra_delay_is_reached_by_inserted_frames_and_given_back_by_skips() {
+        let mut jb = JitterBuffer::new(cfg());
+        let t0 = Instant::now();
+        let arrivals = stream(0, 600, F_US as f64, 30_000.0, |_| 0.0, |_| true);
+        let mut next = 0;
+        let mut delay_at = |jb: &mut JitterBuffer, from: u64, to: u64, extra: u64| {
+            jb.set_extra_delay(Duration::from_millis(extra));
+            let mut played = Vec::new();
+            for k in from..to {
+                let t = k * F_US + 4_000;
+                while next < arrivals.len() && arrivals[next].0 <= t {
+                    let (at, p) = arrivals[next].clone();
+                    jb.push(p, t0 + Duration::from_micros(at));
+                    next += 1;
+                }
+                if let Playout::Packet(_) = jb.pop(t0 + Duration::from_micros(t)) {
+                    played.push(k);
+                }
+            }
+            (jb.stats().current_delay_ms, played.len())
+        };
+        let (base, _) = delay_at(&mut jb, 0, 100, 0);
+        let target = jb.stats().target_delay_ms;
+        assert_eq!(jb.stats().inserted_for_extra, 0);
+        // wait 60 ms longer: frames are inserted until the delay is within half a frame of
+        // the new target, and nothing is lost
+        let (waiting, played) = delay_at(&mut jb, 100, 200, 60);
+        let st = jb.stats();
+        assert_eq!(st.target_delay_ms, target + 60.0);
+        assert!(waiting >= target + 60.0 - 10.0, "{base} -> {waiting}");
+        assert!(st.inserted_for_extra >= 2, "{st:?}");
+        assert_eq!(played as u64, 100 - st.inserted_for_extra);
+        assert_eq!((st.concealed, st.lost), (st.inserted_for_extra, 0));
+        // and back: the excess goes as a drift's would, by skipped frames
+        let (back, _) = delay_at(&mut jb, 200, 400, 0);
+        assert_eq!(jb.stats().target_delay_ms, target);
+        assert!(back <= target + 20.0, "{waiting} -> {back}");
     }
 
     #[test]

@@ -21,6 +21,13 @@ const AUDIO_FRESH: Duration = Duration::from_millis(500);
 const SMOOTHING: f64 = 0.01;
 /// Pictures held at most; an older one beyond this is dropped as superseded.
 const MAX_HELD: usize = 8;
+/// Weight of one new picture-delay sample: at 30 pictures a second, about 0.7 s.
+const VIDEO_SMOOTHING: f64 = 0.05;
+/// The pictures' delay is trusted for this long after the last one.
+const VIDEO_FRESH: Duration = Duration::from_secs(1);
+/// How far the sound may come before its picture: the sound waits for pictures later than
+/// this (see [`LipSync::sound_shortfall_us`]).
+pub const MAX_LEAD: Duration = Duration::from_millis(15);
 
 /// The sound's delay and the pictures waiting for it.
 #[derive(Debug)]
@@ -28,6 +35,9 @@ pub struct LipSync<T> {
     max_lag_us: Option<u64>,
     /// Capture → heard of the sound, µs, smoothed; with the time of its last sample.
     audio: Option<(f64, Instant)>,
+    /// Capture → ready (decoded, before any hold) of the pictures, µs, smoothed; with the
+    /// time of its last sample.
+    video: Option<(f64, Instant)>,
     held: VecDeque<(T, u64)>,
     /// Pictures dropped for lack of room since the last release.
     overflowed: u64,
@@ -50,6 +60,7 @@ impl<T> LipSync<T> {
         Self {
             max_lag_us: max_lag.map(|d| d.as_micros() as u64),
             audio: None,
+            video: None,
             held: VecDeque::new(),
             overflowed: 0,
             last_hold_us: 0,
@@ -87,8 +98,29 @@ impl<T> LipSync<T> {
         due.saturating_sub(now_us).min(MAX_HOLD.as_micros() as u64)
     }
 
+    /// How much longer the sound should wait so that it comes at most [`MAX_LEAD`] before
+    /// its picture, µs (negative: how much sooner it could come): the pictures' delay less
+    /// the lead, less the sound's. `None` unless lip sync is on and both play.
+    pub fn sound_shortfall_us(&self, now: Instant) -> Option<i64> {
+        self.max_lag_us?;
+        let audio = self.audio_delay_us(now)?;
+        let (video, _) = self
+            .video
+            .filter(|(_, t)| now.saturating_duration_since(*t) < VIDEO_FRESH)?;
+        Some(video as i64 - MAX_LEAD.as_micros() as i64 - audio as i64)
+    }
+
     /// A decoded picture: handed back if it is due now, else held (see [`Self::release`]).
     pub fn push(&mut self, pic: T, capture_us: u64, now_us: u64, now: Instant) -> Option<T> {
+        let d = now_us.saturating_sub(capture_us) as f64;
+        let fresh = self
+            .video
+            .filter(|(_, t)| now.saturating_duration_since(*t) < VIDEO_FRESH);
+        let v = match fresh {
+            Some((v, _)) => v + VIDEO_SMOOTHING * (d - v),
+            None => d,
+        };
+        self.video = Some((v, now));
         let hold = self.hold_us(capture_us, now_us, now);
         self.last_hold_us = hold;
         if hold == 0 && self.held.is_empty() {
@@ -155,6 +187,34 @@ mod tests {
         let mut s = LipSync::new(Some(Duration::from_millis(15)));
         s.audio_played(1_000 * MS, (1_000 + delay_ms) * MS, now);
         s
+    }
+
+    #[test]
+    fn late_pictures_say_how_much_longer_the_sound_should_wait() {
+        let now = Instant::now();
+        // sound heard 30 ms after capture
+        let mut s = with_sound(30, now);
+        assert_eq!(s.sound_shortfall_us(now), None, "no pictures yet");
+        // pictures ready 60 ms after capture: the sound may come 15 ms before them, so it
+        // should wait 60 - 15 - 30 = 15 ms longer
+        for i in 0..40u64 {
+            let cap = (2_000 + 33 * i) * MS;
+            assert!(
+                s.push(i as u32, cap, cap + 60 * MS, now).is_some(),
+                "never held"
+            );
+        }
+        assert_eq!(s.sound_shortfall_us(now), Some(15 * MS as i64));
+        // early pictures: the sound could come sooner (and the pictures are held instead)
+        let mut s = with_sound(30, now);
+        s.push(1, 2_000 * MS, 2_005 * MS, now);
+        assert_eq!(s.sound_shortfall_us(now), Some(-40 * MS as i64));
+        // pictures stopped a while ago, or lip sync is off: nothing to say
+        assert_eq!(s.sound_shortfall_us(now + VIDEO_FRESH), None);
+        let mut off = LipSync::new(None);
+        off.audio_played(0, 30 * MS, now);
+        off.push(1, 0, 60 * MS, now);
+        assert_eq!(off.sound_shortfall_us(now), None);
     }
 
     #[test]

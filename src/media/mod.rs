@@ -19,6 +19,7 @@ pub mod probe;
 pub mod rate;
 pub mod refill;
 pub mod scale;
+pub mod sound_wait;
 pub mod stamp;
 pub mod stream_decoder;
 pub mod timescale;
