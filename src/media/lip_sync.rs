@@ -71,14 +71,7 @@ impl<T> LipSync<T> {
     /// `heard_us` (our clock).
     pub fn audio_played(&mut self, capture_us: u64, heard_us: u64, now: Instant) {
         let d = heard_us.saturating_sub(capture_us) as f64;
-        let fresh = self
-            .audio
-            .filter(|(_, t)| now.saturating_duration_since(*t) < AUDIO_FRESH);
-        let v = match fresh {
-            Some((v, _)) => v + SMOOTHING * (d - v),
-            None => d,
-        };
-        self.audio = Some((v, now));
+        self.audio = Some(smooth(self.audio, AUDIO_FRESH, SMOOTHING, d, now));
     }
 
     /// Capture → heard of the sound, µs, while sound plays.
@@ -113,14 +106,7 @@ impl<T> LipSync<T> {
     /// A decoded picture: handed back if it is due now, else held (see [`Self::release`]).
     pub fn push(&mut self, pic: T, capture_us: u64, now_us: u64, now: Instant) -> Option<T> {
         let d = now_us.saturating_sub(capture_us) as f64;
-        let fresh = self
-            .video
-            .filter(|(_, t)| now.saturating_duration_since(*t) < VIDEO_FRESH);
-        let v = match fresh {
-            Some((v, _)) => v + VIDEO_SMOOTHING * (d - v),
-            None => d,
-        };
-        self.video = Some((v, now));
+        self.video = Some(smooth(self.video, VIDEO_FRESH, VIDEO_SMOOTHING, d, now));
         let hold = self.hold_us(capture_us, now_us, now);
         self.last_hold_us = hold;
         if hold == 0 && self.held.is_empty() {
@@ -174,6 +160,21 @@ impl<T> LipSync<T> {
     /// Pictures waiting.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+}
+
+/// `prev` moved towards the sample `d` by `weight`, or `d` itself when `prev` is older than
+/// `fresh`; with the time of the sample.
+fn smooth(
+    prev: Option<(f64, Instant)>,
+    fresh: Duration,
+    weight: f64,
+    d: f64,
+    now: Instant,
+) -> (f64, Instant) {
+    match prev.filter(|(_, t)| now.saturating_duration_since(*t) < fresh) {
+        Some((v, _)) => (v + weight * (d - v), now),
+        None => (d, now),
     }
 }
 
