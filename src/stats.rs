@@ -147,7 +147,7 @@ pub struct CallStats {
     pub jitter_delay_ms: f64,
     /// Audio dropped by playing slightly faster to bring the delay down, ms.
     pub audio_accelerated_ms: f64,
-    /// Speaker callbacks that ran out of samples.
+    /// Speaker callbacks that ran out of samples since it was first fed.
     pub speaker_underruns: u64,
     /// Samples the speaker has taken so far.
     pub speaker_samples: u64,

@@ -239,6 +239,10 @@ pub struct AudioReceiver {
     ahead_ms: f64,
     /// How long the sound waits for late pictures.
     wait: SoundWait,
+    /// The speaker's underruns before it was fed: it starts from an empty ring, and is fed
+    /// once it has shown that it plays (`SpeakerPace`, 200 ms), so ~40 callbacks of silence
+    /// at its start are no glitch.
+    underruns_unfed: u64,
 }
 
 /// How long before the device's next request its frame is decoded: the loop is woken for it
@@ -267,6 +271,7 @@ impl AudioReceiver {
             captured: VecDeque::with_capacity(CAPTURE_TIMES),
             ahead_ms: 0.0,
             wait: SoundWait::default(),
+            underruns_unfed: 0,
         }
     }
 }
@@ -416,6 +421,7 @@ pub fn play_audio(
     if !rx.pace.update(clock.now, consumed) {
         rx.jitter.reset();
         rx.margin.idle(underruns);
+        rx.underruns_unfed = underruns;
         return;
     }
     let margin_ms = rx.margin.update(clock.now, underruns);
@@ -529,7 +535,7 @@ pub fn play_audio(
         .counters()
         .samples
         .load(std::sync::atomic::Ordering::Relaxed);
-    stats.speaker_underruns = underruns;
+    stats.speaker_underruns = underruns.saturating_sub(rx.underruns_unfed);
     stats.speaker_margin_ms = margin_ms;
     let ms = |v: u64| v as f64 * 1000.0 / f64::from(RATE);
     stats.speaker_device_ms = spk_device_us as f64 / 1000.0;
