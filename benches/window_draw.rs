@@ -2,7 +2,8 @@
 //! (`--renderer gpu`: SDL's renderer with IYUV textures; `cpu`: the window's framebuffer),
 //! at 640×480 and 1280×720, in a real SDL2 window on a private Xvfb. Prints a markdown table
 //! of the median and 90th percentile over PRATTLE_BENCH_DRAWS draws (default 200), the
-//! painters taking turns (4 rounds each) so that both see the same load.
+//! painters taking turns (4 rounds each) so that both see the same load, and the median time
+//! until the peer's picture is on the screen (the framebuffer sends it before the self-view).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -37,8 +38,8 @@ fn main() {
             ..Overlay::default()
         },
     };
-    println!("| size | renderer | draw p50 | p90 |");
-    println!("|---|---|---|---|");
+    println!("| size | renderer | draw p50 | p90 | peer on screen p50 |");
+    println!("|---|---|---|---|---|");
     for (w, h) in [(640u32, 480u32), (1280, 720)] {
         let mut pattern = TestPattern::new(w, h);
         let pictures: Vec<(VideoFrame, Arc<VideoFrame>)> = (0..30)
@@ -49,9 +50,10 @@ fn main() {
             })
             .collect();
         // one window at a time (SDL has one event pump); the painters take turns, 4 rounds
-        let mut times: Vec<(&str, Vec<f64>)> = vec![("gpu", vec![]), ("cpu", vec![])];
+        let mut times: Vec<(&str, Vec<f64>, Vec<f64>)> =
+            vec![("gpu", vec![], vec![]), ("cpu", vec![], vec![])];
         for _ in 0..4 {
-            for (name, t) in &mut times {
+            for (name, t, peer) in &mut times {
                 let r = Renderer::parse(name).expect("renderer");
                 let mut win = Window::open("Prattle bench", None, (w, h), r).expect("window opens");
                 for i in 0..draws / 4 + 5 {
@@ -61,18 +63,21 @@ fn main() {
                     let start = Instant::now();
                     win.upload_local(local).expect("self-view");
                     win.upload_remote(Arc::clone(yuv)).expect("picture");
-                    win.draw(&scene).expect("draw");
+                    let on_screen = win.draw(&scene).expect("draw");
                     if i >= 5 {
                         t.push(start.elapsed().as_secs_f64() * 1000.0);
+                        let at = on_screen.unwrap_or_else(Instant::now);
+                        peer.push((at - start).as_secs_f64() * 1000.0);
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
         }
-        for (name, times) in &mut times {
+        for (name, times, peer) in &mut times {
             let p50 = percentile(times, 0.5);
             let p90 = percentile(times, 0.9);
-            println!("| {w}x{h} | {name} | {p50:.2} ms | {p90:.2} ms |");
+            let peer50 = percentile(peer, 0.5);
+            println!("| {w}x{h} | {name} | {p50:.2} ms | {p90:.2} ms | {peer50:.2} ms |");
         }
     }
 }

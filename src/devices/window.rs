@@ -402,11 +402,12 @@ impl Window {
         }
     }
 
-    /// Draws `scene` with the pictures taken so far. Returns whether the screen changed
-    /// (the GPU painter presents every time; the CPU painter only what is new).
-    pub fn draw(&mut self, scene: &Scene) -> Result<bool, WindowError> {
+    /// Draws `scene` with the pictures taken so far. Returns when the peer's new picture
+    /// reached the screen (else the whole draw), or `None` if the screen did not change (the
+    /// GPU painter presents every time; the CPU painter only what is new, the peer first).
+    pub fn draw(&mut self, scene: &Scene) -> Result<Option<std::time::Instant>, WindowError> {
         match &mut self.painter {
-            Painter::Gpu(p) => p.draw(scene).map(|()| true),
+            Painter::Gpu(p) => p.draw(scene).map(|()| Some(std::time::Instant::now())),
             Painter::Cpu(p) => p.draw(scene),
         }
     }

@@ -28,9 +28,9 @@ const SHOWN_QUEUE: usize = 16;
 pub struct Shown {
     /// The picture, handed back for the numbers (stamp, PSNR).
     pub frame: Arc<VideoFrame>,
-    /// When its present returned.
+    /// When it reached the screen (its rectangle's present returned).
     pub at: Instant,
-    /// Capture → present returned, microseconds.
+    /// Capture → on the screen, microseconds.
     pub latency_us: u64,
 }
 
@@ -229,15 +229,14 @@ impl Job {
                 Ok(sent) => sent,
                 Err(e) => {
                     tracing::warn!("{e}");
-                    false
+                    None
                 }
             };
-            if !sent {
+            let Some(at) = sent else {
                 // nothing new reached the screen
                 undrawn = None;
                 continue;
-            }
-            let at = Instant::now();
+            };
             tracing::trace!(
                 target: "render_timing",
                 "upload {} draw {} remote {} local {}",
@@ -247,7 +246,11 @@ impl Job {
                 local_new
             );
             if let (Some(frame), PaneShow::Video) = (undrawn.take(), scene.remote) {
-                let latency_us = unix_micros().saturating_sub(frame.capture_us);
+                // the peer's picture may have reached the screen before the self-view did
+                let since_us = at.elapsed().as_micros() as u64;
+                let latency_us = unix_micros()
+                    .saturating_sub(since_us)
+                    .saturating_sub(frame.capture_us);
                 let _ = self.shown.try_send(Shown {
                     frame,
                     at,
