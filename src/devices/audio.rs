@@ -177,6 +177,10 @@ impl AudioCounters {
     }
 }
 
+/// The longest a sound system is believed to hold a microphone's sample before delivering it,
+/// µs (a Bluetooth headset's may take 200 ms).
+pub const MAX_HELD_US: u64 = 500_000;
+
 /// How long ago the oldest of `waiting` samples in a microphone's ring was captured, µs: the
 /// latest delivery, `since_us` ago, brought `chunk` samples, the first of them captured
 /// `held_us` before the delivery (as the sound system reports it: about one device buffer,
@@ -189,7 +193,12 @@ impl AudioCounters {
 /// frame of sound was stamped ~5 ms too early, and lip sync held pictures ~5 ms too long.
 pub fn oldest_sample_age_us(waiting: u64, chunk: u64, held_us: u64, since_us: u64) -> u64 {
     let us = |samples: u64| samples * 1_000_000 / u64::from(RATE);
-    let held_us = if chunk == 0 { 0 } else { held_us };
+    // no report, or one no sound card makes (a driver's clock gone wrong): none
+    let held_us = if chunk == 0 || held_us > MAX_HELD_US {
+        0
+    } else {
+        held_us
+    };
     // the newest sample's age at delivery: the first sample's less the chunk's length
     let newest_at_delivery = held_us.saturating_sub(us(chunk.saturating_sub(1)));
     since_us + newest_at_delivery + us(waiting.saturating_sub(1))
@@ -859,6 +868,8 @@ mod tests {
         assert_eq!(oldest_sample_age_us(240, 240, 4_600, 0), 4_979);
         // nothing reported (a synthetic source): as old as the ring is long
         assert_eq!(oldest_sample_age_us(240, 0, 0, 1_000), 5_979);
+        // a report no sound card makes is not believed
+        assert_eq!(oldest_sample_age_us(240, 240, 30_000_000, 0), 4_979);
     }
 
     #[test]
