@@ -22,7 +22,8 @@ fn backend(e: openh264::Error) -> CodecError {
     }
 }
 
-fn backend_msg(message: String) -> CodecError {
+/// An H.264 backend error saying `message`.
+pub(super) fn backend_msg(message: String) -> CodecError {
     CodecError::Backend {
         codec: CodecId::H264,
         message,

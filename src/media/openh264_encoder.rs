@@ -11,9 +11,8 @@ use openh264_sys2::{
     SM_FIXEDSLCNUM_SLICE, SM_SINGLE_SLICE, WELS_LOG_ERROR,
 };
 
-use super::h264::I420Frame;
+use super::h264::{backend_msg, I420Frame};
 use super::CodecError;
-use crate::proto::CodecId;
 
 /// Pictures of at least this many pixels are coded as two slices on two threads where the
 /// machine has [`SPLIT_FROM_CORES`] cores: on two idle cores the encoder then takes 1.6 ms
@@ -76,15 +75,8 @@ pub struct RawEncoder {
 // SAFETY: an OpenH264 encoder has no thread affinity; `&mut self` keeps its use serial.
 unsafe impl Send for RawEncoder {}
 
-fn backend(message: String) -> CodecError {
-    CodecError::Backend {
-        codec: CodecId::H264,
-        message,
-    }
-}
-
 fn failed(what: &str, rc: i32) -> CodecError {
-    backend(format!("openh264 {what} failed: {rc}"))
+    backend_msg(format!("openh264 {what} failed: {rc}"))
 }
 
 impl RawEncoder {
@@ -209,7 +201,7 @@ impl RawEncoder {
         };
         // SAFETY: both bitrate options read an SBitrateInfo
         unsafe { self.set_option(option, ptr::from_mut(&mut info).cast()) }
-            .map_err(|rc| backend(format!("set_option({option}) to {bps} bit/s failed: {rc}")))
+            .map_err(|rc| backend_msg(format!("set_option({option}) to {bps} bit/s failed: {rc}")))
     }
 
     /// Makes the next picture an IDR.
@@ -287,7 +279,7 @@ impl RawEncoder {
             openh264_sys2::videoFrameTypeIDR => Ok(Coded::Idr),
             openh264_sys2::videoFrameTypeI => Ok(Coded::Intra),
             openh264_sys2::videoFrameTypeP => Ok(Coded::Predicted),
-            other => Err(backend(format!(
+            other => Err(backend_msg(format!(
                 "openh264 returned a frame of type {other} ({} bytes)",
                 out.len()
             ))),
@@ -308,7 +300,7 @@ impl Drop for RawEncoder {
 }
 
 fn missing() -> CodecError {
-    backend("openh264 encoder lacks a function".into())
+    backend_msg("openh264 encoder lacks a function".into())
 }
 
 fn dim(v: u32) -> Result<i32, CodecError> {
