@@ -616,22 +616,22 @@ fn make_playback_buffer_attr(
     match config.buffer_size {
         BufferSize::Default => Default::default(),
         BufferSize::Fixed(frame_count) => {
-            let len =
-                (frame_count as u64 * config.channels as u64 * format.bytes_per_sample() as u64)
-                    .min(u32::MAX as u64) as u32;
-            // Prattle patch: one and a half periods, not two. The server asks for the next
-            // period when half a period is left instead of a whole one, so what a callback
-            // writes starts playing half a period sooner (2.9 instead of 5.4 ms after the
-            // callback at 5 ms periods, as the server's own timing reports).
-            let double_len = (len as u64 * 3 / 2).min(u32::MAX as u64) as u32;
+            let frame_bytes = config.channels as u64 * format.bytes_per_sample() as u64;
+            let len = (frame_count as u64 * frame_bytes).min(u32::MAX as u64) as u32;
+            let half = ((frame_count as u64 / 2).max(1) * frame_bytes).min(u32::MAX as u64) as u32;
+            // Prattle patch: a target of one and a half periods, not two, and a minimum
+            // request of half a period, not one. The server asks for more when half a
+            // period is free instead of a whole one, so what a callback writes starts
+            // playing sooner (2.9 instead of 5.4 ms after the callback at 5 ms periods, as
+            // the server's own timing reports). With adjust_latency the server gives the
+            // sink (target - 2 x minimum request) / 2: a minimum request of a whole period
+            // left the sink nothing, so the server ran it at its smallest latency (0.5 ms)
+            // and woke thousands of times a second; half a period leaves it 1.25 ms.
+            let target = (len as u64 * 3 / 2).min(u32::MAX as u64) as u32;
             protocol::stream::BufferAttr {
-                // Total buffer = 1.5 callback periods (see above). With
-                // adjust_latency this becomes the end-to-end latency target,
-                // Minimum request = one callback period, ensuring the server
-                // always asks for exactly frame_count frames per call.
-                max_length: double_len,
-                target_length: double_len,
-                minimum_request_length: len,
+                max_length: target,
+                target_length: target,
+                minimum_request_length: half,
                 ..Default::default()
             }
         }
