@@ -24,12 +24,101 @@ use crate::{
 
 const LATENCY_MAX_INTERVAL: Duration = Duration::from_millis(100);
 
+// Prattle patch: how often the latency thread asks the server for the stream's timing. It
+// used to ask after every callback: a round trip to the server (and four thread wakeups)
+// every 2.5-5 ms per stream. Between polls a playback callback counts the bytes it wrote and
+// interpolates from the last answer; a record callback dates its bytes by when they arrive
+// (see `CaptureClock`) and takes only the source's own latency from the server.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long a record stream's earliest arrival is remembered (Prattle patch): between one
+/// and two of these, so that a device clock a little slower than ours does not make the
+/// bytes look ever older.
+const CAPTURE_WINDOW_USEC: u64 = 1_000_000;
+
+/// Dates a record stream's bytes by when they arrive (Prattle patch). A byte cannot arrive
+/// before it is captured, and the earliest arrival of a recent byte, measured against the
+/// stream position, marks the source delivering with no delay; a chunk that arrives later
+/// than that waited somewhere (in the server's queue, behind a busy machine) for that much.
+/// Unlike an interpolation from the server's offsets, this does not depend on when the
+/// server was last asked, nor on the source reporting its latency.
+#[derive(Clone, Copy, Debug, Default)]
+struct CaptureClock {
+    /// The earliest (arrival - position) in the current window, µs; and when it began.
+    current: Option<(i64, u64)>,
+    /// The earliest in the window before.
+    previous: Option<i64>,
+}
+
+impl CaptureClock {
+    /// A chunk ending at stream position `end_usec` arrived at `now_usec`: how much later
+    /// than the earliest recent arrival, µs.
+    fn lateness_usec(&mut self, end_usec: u64, now_usec: u64) -> u64 {
+        let v = now_usec as i64 - end_usec as i64;
+        self.current = match self.current {
+            Some((m, began)) if now_usec.saturating_sub(began) < CAPTURE_WINDOW_USEC => {
+                Some((m.min(v), began))
+            }
+            Some((m, _)) => {
+                self.previous = Some(m);
+                Some((v, now_usec))
+            }
+            None => Some((v, now_usec)),
+        };
+        let earliest = self
+            .current
+            .map_or(v, |(m, _)| m)
+            .min(self.previous.unwrap_or(i64::MAX));
+        (v - earliest).max(0) as u64
+    }
+}
+
+/// A playback stream's last timing answer from the server (Prattle patch).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct PlaybackTiming {
+    /// Microseconds since stream creation when the answer came.
+    poll_usec: u64,
+    /// The sink's own latency.
+    sink_usec: u64,
+    write_offset: i64,
+    read_offset: i64,
+}
+
+impl PlaybackTiming {
+    /// Microseconds until the first byte a callback writes at `now_usec` (since stream
+    /// creation) is heard, `written` bytes having been written before it. The server's
+    /// write offset counts what it had of those when it answered; what was written since
+    /// adds to the queue, and the sink drains it in real time.
+    fn latency_usec(&self, bytes_per_sec: u64, written: u64, now_usec: u64) -> u64 {
+        let since = now_usec
+            .saturating_sub(self.poll_usec)
+            .min(LATENCY_MAX_INTERVAL.as_micros() as u64);
+        let written = i64::try_from(written).unwrap_or(i64::MAX);
+        // A count that strays from the server's by more than a second (a stream the
+        // server moved or flushed) is not believed.
+        let ahead = written.saturating_sub(self.write_offset);
+        let queued = if (0..=bytes_per_sec as i64).contains(&ahead) {
+            written.saturating_sub(self.read_offset)
+        } else {
+            self.write_offset.saturating_sub(self.read_offset)
+        };
+        let queued_usec = if bytes_per_sec == 0 {
+            0
+        } else {
+            (queued.max(0) as u64).saturating_mul(1_000_000) / bytes_per_sec
+        };
+        (self.sink_usec + queued_usec).saturating_sub(since)
+    }
+}
+
 // Coordinates the latency polling thread
 struct LatencyHandle {
     // Cancellation on drop
     cancel: Arc<AtomicBool>,
-    // Event-driven early wakeup from callbacks and play/pause
+    // Event-driven early wakeup from play/pause
     update: Arc<(Mutex<bool>, Condvar)>,
+    // A record stream was resumed: its arrivals start afresh (Prattle patch)
+    resumed: Arc<AtomicBool>,
 }
 
 impl LatencyHandle {
@@ -37,6 +126,7 @@ impl LatencyHandle {
         Self {
             cancel: Arc::new(AtomicBool::new(false)),
             update: Arc::new((Mutex::new(false), Condvar::new())),
+            resumed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -105,6 +195,7 @@ impl StreamTrait for Stream {
             StreamInner::Record(stream, _, handle) => {
                 block_on(stream.uncork()).map_err(Error::from)?;
                 block_on(stream.started()).map_err(Error::from)?;
+                handle.resumed.store(true, Ordering::Relaxed);
                 handle.notify();
             }
         }
@@ -161,13 +252,15 @@ impl Stream {
     {
         let start = Instant::now();
 
-        let current_latency_micros = Arc::new(AtomicU64::new(0));
-        // Microseconds since stream creation at the time of the last latency poll, used
-        // to interpolate the latency between polls.
-        let last_poll_micros = Arc::new(AtomicU64::new(0));
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
+        let timing = Arc::new(Mutex::new(PlaybackTiming::default()));
+        // Bytes the callback has written.
+        let written = Arc::new(AtomicU64::new(0));
+        let timing_clone = timing.clone();
+        let written_clone = written.clone();
         let sample_spec = params.sample_spec;
+        let bytes_per_sec = u64::from(sample_spec.sample_rate)
+            * u64::from(sample_spec.channels)
+            * sample_spec.format.bytes_per_sample() as u64;
         let pa_format = sample_spec.format;
 
         let format: SampleFormat = pa_format.try_into().map_err(|_| {
@@ -188,25 +281,16 @@ impl Stream {
         };
 
         let handle = LatencyHandle::new();
-        let update_callback = handle.update.clone();
 
         // Wrap the write callback to match the pulseaudio signature.
         let callback = move |buf: &mut [u8]| {
             let elapsed = Instant::now().saturating_duration_since(start);
             let elapsed_usec = elapsed.as_micros() as u64;
 
-            // Interpolate the latency based on elapsed time since the last
-            // poll: as audio plays, the DAC drains the buffer at a constant
-            // rate, so the latency decreases linearly between polls.
-            let stored_latency = latency_clone.load(Ordering::Relaxed);
-            let poll_usec = poll_clone.load(Ordering::Relaxed);
-            // Cap to LATENCY_MAX_INTERVAL: the linear-drain assumption is only valid for that
-            // window, and a stale poll_usec (e.g. after cork/uncork where timing_info blocks)
-            // would otherwise saturate latency to zero.
-            let elapsed_since_poll = elapsed_usec
-                .saturating_sub(poll_usec)
-                .min(LATENCY_MAX_INTERVAL.as_micros() as u64);
-            let latency = stored_latency.saturating_sub(elapsed_since_poll);
+            // Interpolate from the last poll (see `PlaybackTiming::latency_usec`).
+            let timing = *timing_clone.lock().unwrap_or_else(|e| e.into_inner());
+            let so_far = written_clone.load(Ordering::Relaxed);
+            let latency = timing.latency_usec(bytes_per_sec, so_far, elapsed_usec);
 
             let playback_time = elapsed + Duration::from_micros(latency);
 
@@ -229,11 +313,7 @@ impl Stream {
             let mut data = unsafe { Data::from_parts(buf.as_mut_ptr().cast(), n_samples, format) };
 
             data_callback(&mut data, &OutputCallbackInfo { timestamp });
-
-            // Notify the latency thread that audio was written, so it updates timing info.
-            let (lock, cvar) = &*update_callback;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cvar.notify_one();
+            written_clone.fetch_add(buf.len() as u64, Ordering::Relaxed);
 
             // We always consider the full buffer filled, because cpal's
             // user-facing API doesn't allow short writes.
@@ -273,8 +353,6 @@ impl Stream {
         let cancel_thread = handle.cancel.clone();
         let update_thread = handle.update.clone();
         let stream_clone = stream.clone();
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
 
         let waiter_latency = latch.waiter();
         let latency_handle = std::thread::spawn(move || {
@@ -292,23 +370,18 @@ impl Stream {
                     }
                 };
 
-                let poll_since_epoch =
-                    Instant::now().saturating_duration_since(start).as_micros() as u64;
-                poll_clone.store(poll_since_epoch, Ordering::Relaxed);
+                *timing.lock().unwrap_or_else(|e| e.into_inner()) = PlaybackTiming {
+                    poll_usec: Instant::now().saturating_duration_since(start).as_micros() as u64,
+                    sink_usec: timing_info.sink_usec,
+                    write_offset: timing_info.write_offset,
+                    read_offset: timing_info.read_offset,
+                };
 
-                store_latency(
-                    &latency_clone,
-                    sample_spec,
-                    timing_info.sink_usec,
-                    timing_info.write_offset,
-                    timing_info.read_offset,
-                );
-
-                // Wait until woken by a write/play/pause/drop event or until LATENCY_MAX_INTERVAL.
+                // Wait until woken by a play/pause/drop event or until POLL_INTERVAL.
                 let (lock, cvar) = &*update_thread;
                 let Ok(guard) = lock.lock() else { break };
                 let (mut guard, _) = cvar
-                    .wait_timeout_while(guard, LATENCY_MAX_INTERVAL, |notified| !*notified)
+                    .wait_timeout_while(guard, POLL_INTERVAL, |notified| !*notified)
                     .unwrap_or_else(|e| e.into_inner());
                 *guard = false;
             }
@@ -335,13 +408,20 @@ impl Stream {
     {
         let start = Instant::now();
 
-        let current_latency_micros = Arc::new(AtomicU64::new(0));
-        // Microseconds since stream creation at the time of the last latency poll, used
-        // to interpolate the latency between polls.
-        let last_poll_micros = Arc::new(AtomicU64::new(0));
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
+        // The source's own latency, µs, as the server last reported it.
+        let source_latency = Arc::new(AtomicU64::new(0));
+        let source_latency_clone = source_latency.clone();
         let sample_spec = params.sample_spec;
+        let bytes_per_sec = u64::from(sample_spec.sample_rate)
+            * u64::from(sample_spec.channels)
+            * sample_spec.format.bytes_per_sample() as u64;
+        let to_usec = move |bytes: u64| {
+            if bytes_per_sec == 0 {
+                0
+            } else {
+                (u128::from(bytes) * 1_000_000 / u128::from(bytes_per_sec)) as u64
+            }
+        };
         let pa_format = sample_spec.format;
 
         let format: SampleFormat = pa_format.try_into().map_err(|_| {
@@ -352,24 +432,25 @@ impl Stream {
         })?;
 
         let handle = LatencyHandle::new();
-        let update_callback = handle.update.clone();
+        let resumed = handle.resumed.clone();
+        let mut clock = CaptureClock::default();
+        let mut read: u64 = 0;
 
         let callback = move |buf: &[u8]| {
             let elapsed = Instant::now().saturating_duration_since(start);
             let elapsed_usec = elapsed.as_micros() as u64;
 
-            // Interpolate the latency based on elapsed time since the last poll: as audio records,
-            // the ADC fills the buffer at a constant rate, so the latency increases linearly
-            // between polls.
-            let stored_latency = latency_clone.load(Ordering::Relaxed);
-            let poll_usec = poll_clone.load(Ordering::Relaxed);
-            // Cap to LATENCY_MAX_INTERVAL: the linear-fill assumption is only valid for that
-            // window, and a stale poll_usec (e.g. after cork/uncork where timing_info blocks)
-            // would otherwise keep inflating the interpolated latency up to the cap.
-            let elapsed_since_poll = elapsed_usec
-                .saturating_sub(poll_usec)
-                .min(LATENCY_MAX_INTERVAL.as_micros() as u64);
-            let latency = stored_latency.saturating_add(elapsed_since_poll);
+            // The first byte's age: the source's latency, plus the chunk's length, plus how
+            // much later than the earliest recent arrival the chunk came.
+            if resumed.swap(false, Ordering::Relaxed) {
+                clock = CaptureClock::default();
+            }
+            read = read.saturating_add(buf.len() as u64);
+            let late = clock.lateness_usec(to_usec(read), elapsed_usec);
+            let latency = source_latency_clone
+                .load(Ordering::Relaxed)
+                .saturating_add(to_usec(buf.len() as u64))
+                .saturating_add(late);
 
             let capture_time = elapsed
                 .checked_sub(Duration::from_micros(latency))
@@ -391,11 +472,6 @@ impl Stream {
             let data = unsafe { Data::from_parts(buf.as_ptr() as *mut _, n_samples, format) };
 
             data_callback(&data, &InputCallbackInfo { timestamp });
-
-            // Notify the latency thread that audio was read, so it updates timing info.
-            let (lock, cvar) = &*update_callback;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cvar.notify_one();
         };
 
         let stream =
@@ -405,8 +481,6 @@ impl Stream {
         let cancel_thread = handle.cancel.clone();
         let update_thread = handle.update.clone();
         let stream_clone = stream.clone();
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
 
         // The latch is released just before the `Stream` is returned so the latency thread cannot
         // fire any callbacks before the caller has the handle.
@@ -428,23 +502,13 @@ impl Stream {
                     }
                 };
 
-                let poll_since_epoch =
-                    Instant::now().saturating_duration_since(start).as_micros() as u64;
-                poll_clone.store(poll_since_epoch, Ordering::Relaxed);
+                source_latency.store(timing_info.source_usec, Ordering::Relaxed);
 
-                store_latency(
-                    &latency_clone,
-                    sample_spec,
-                    timing_info.source_usec,
-                    timing_info.write_offset,
-                    timing_info.read_offset,
-                );
-
-                // Wait until woken by a read/play/pause/drop event or until LATENCY_MAX_INTERVAL.
+                // Wait until woken by a play/pause/drop event or until POLL_INTERVAL.
                 let (lock, cvar) = &*update_thread;
                 let Ok(guard) = lock.lock() else { break };
                 let (mut guard, _) = cvar
-                    .wait_timeout_while(guard, LATENCY_MAX_INTERVAL, |notified| !*notified)
+                    .wait_timeout_while(guard, POLL_INTERVAL, |notified| !*notified)
                     .unwrap_or_else(|e| e.into_inner());
                 *guard = false;
             }
@@ -462,22 +526,4 @@ impl Stream {
     pub(crate) fn signal_ready(&self) {
         self.latch.release();
     }
-}
-
-fn store_latency(
-    latency_micros: &AtomicU64,
-    sample_spec: protocol::SampleSpec,
-    device_latency_usec: u64,
-    write_offset: i64,
-    read_offset: i64,
-) {
-    let offset = (write_offset - read_offset).max(0) as u64;
-
-    let latency =
-        Duration::from_micros(device_latency_usec) + sample_spec.bytes_to_duration(offset as usize);
-
-    latency_micros.store(
-        latency.as_micros().try_into().unwrap_or(u64::MAX),
-        Ordering::Relaxed,
-    );
 }
