@@ -458,8 +458,6 @@ pub fn play_audio(
         (margin_ms * f64::from(RATE) / 1000.0) as usize,
     );
     let until_due_us = refill.until_due.map_or(0, |d| d.as_micros() as u64);
-    // the loop comes back for the next frame; a frame waiting for its packet is woken by it
-    next.by(clock.now + refill.next_in.unwrap_or(crate::app::TICK));
     let mut guard = 0;
     while speaker.buffered() < refill.low_water && guard < 8 {
         guard += 1;
@@ -524,6 +522,12 @@ pub fn play_audio(
             speaker.write(&rx.pcm[..n]);
         }
     }
+    // the loop comes back for the next frame the ring cannot serve; a frame waiting for its
+    // packet is woken by it
+    next.by(clock.now
+        + refill
+            .next_in_holding(speaker.buffered())
+            .unwrap_or(crate::app::TICK));
     let j = rx.jitter.stats();
     stats.audio_lost = j.lost;
     stats.audio_recovered_fec = j.recovered_fec;

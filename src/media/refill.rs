@@ -30,9 +30,32 @@ pub struct Refill {
     /// within the lead and so already provided for). `None` while requests are not timed:
     /// then the ring has to be watched.
     pub next_in: Option<Duration>,
+    /// Samples a request takes, and the time between requests when they are timed.
+    pub chunk: usize,
+    pub period: Option<Duration>,
+    /// How long before a request its frame must be in the ring.
+    pub lead: Duration,
 }
 
 impl Refill {
+    /// When to look again, from now, once this tick's refill has left `buffered` samples in
+    /// the ring: a lead before the first request the ring cannot serve beyond its margin.
+    /// Requests smaller than a frame (2.5 ms ones for 5 ms frames) take a frame in several
+    /// bites, and the loop need not wake for the bites the ring already holds.
+    pub fn next_in_holding(&self, buffered: usize) -> Option<Duration> {
+        let next_in = self.next_in?;
+        let (Some(until_due), Some(period)) = (self.until_due, self.period) else {
+            return Some(next_in);
+        };
+        // requests the ring serves, the next one counted as the first
+        let served = buffered.saturating_sub(self.floor) / self.chunk.max(1);
+        if served < 2 {
+            return Some(next_in);
+        }
+        let first_unserved = until_due + period * u32::try_from(served).unwrap_or(u32::MAX);
+        Some(first_unserved.saturating_sub(self.lead).max(next_in))
+    }
+
     /// The delay, ms, that playing slightly faster should take away at a pop: the ring's
     /// surplus over its floor, and the jitter buffer's excess over its target (`jitter_ms`)
     /// unless that is under a frame (`frame_ms`). Timed pops are locked to the device's
@@ -89,6 +112,9 @@ pub fn plan(
             timed: false,
             must: chunk + margin,
             next_in: None,
+            chunk,
+            period: None,
+            lead,
         };
     };
     let period = Duration::from_secs_f64(chunk as f64 / f64::from(rate));
@@ -121,6 +147,9 @@ pub fn plan(
         } else {
             until_due.saturating_sub(lead)
         }),
+        chunk,
+        period: Some(period),
+        lead,
     }
 }
 
@@ -191,6 +220,34 @@ mod tests {
         assert!(r.timed);
         assert_eq!(r.must, 48);
         assert_eq!(r.next_in, Some(ms(1)));
+    }
+
+    #[test]
+    fn a_frame_that_serves_several_small_requests_is_not_looked_at_before_each() {
+        let t = Instant::now();
+        // 2.5 ms requests (120 samples) for 5 ms frames, 1 ms after a request, a 1.5 ms lead
+        let lead = Duration::from_micros(1500);
+        let r = plan(t + ms(1), Some(t), 120, CHUNK, RATE, lead, 96);
+        assert_eq!(r.until_due, Some(Duration::from_micros(1500)));
+        // a frame and the margin: the next two requests are served, the loop comes back a
+        // lead before the third
+        assert_eq!(
+            r.next_in_holding(96 + 240),
+            Some(Duration::from_micros(1500 + 2 * 2500 - 1500))
+        );
+        // half a frame left: it serves the next request only, as planned
+        assert_eq!(r.next_in_holding(96 + 120), r.next_in);
+        assert_eq!(r.next_in_holding(0), r.next_in);
+        // never sooner than planned
+        let far = plan(t + ms(1), Some(t), 120, CHUNK, RATE, ms(4), 96);
+        assert!(far.next_in_holding(96 + 240) >= far.next_in);
+    }
+
+    #[test]
+    fn untimed_requests_are_watched_whatever_the_ring_holds() {
+        let t = Instant::now();
+        let r = plan(t, None, CHUNK, CHUNK, RATE, ms(3), 96);
+        assert_eq!(r.next_in_holding(10 * CHUNK), None);
     }
 
     #[test]
