@@ -1,7 +1,7 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Condvar, Mutex,
+        Arc, Condvar, Mutex, TryLockError,
     },
     time::{Duration, Instant},
 };
@@ -281,6 +281,8 @@ impl Stream {
         };
 
         let handle = LatencyHandle::new();
+        // The last answer the callback saw: it never waits for the latency thread's lock.
+        let mut seen = PlaybackTiming::default();
 
         // Wrap the write callback to match the pulseaudio signature.
         let callback = move |buf: &mut [u8]| {
@@ -288,9 +290,13 @@ impl Stream {
             let elapsed_usec = elapsed.as_micros() as u64;
 
             // Interpolate from the last poll (see `PlaybackTiming::latency_usec`).
-            let timing = *timing_clone.lock().unwrap_or_else(|e| e.into_inner());
+            match timing_clone.try_lock() {
+                Ok(t) => seen = *t,
+                Err(TryLockError::Poisoned(e)) => seen = *e.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
             let so_far = written_clone.load(Ordering::Relaxed);
-            let latency = timing.latency_usec(bytes_per_sec, so_far, elapsed_usec);
+            let latency = seen.latency_usec(bytes_per_sec, so_far, elapsed_usec);
 
             let playback_time = elapsed + Duration::from_micros(latency);
 
