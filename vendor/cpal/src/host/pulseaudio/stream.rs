@@ -102,12 +102,22 @@ impl PlaybackTiming {
         } else {
             self.write_offset.saturating_sub(self.read_offset)
         };
-        let queued_usec = if bytes_per_sec == 0 {
-            0
-        } else {
-            (queued.max(0) as u64).saturating_mul(1_000_000) / bytes_per_sec
-        };
+        let queued_usec = bytes_to_usec(bytes_per_sec, queued.max(0) as u64);
         (self.sink_usec + queued_usec).saturating_sub(since)
+    }
+}
+
+/// Bytes a second of `spec`'s sound takes (Prattle patch).
+fn bytes_per_sec(spec: protocol::SampleSpec) -> u64 {
+    u64::from(spec.sample_rate) * u64::from(spec.channels) * spec.format.bytes_per_sample() as u64
+}
+
+/// Microseconds `bytes` of sound last at `bytes_per_sec` (Prattle patch; unlike
+/// `SampleSpec::bytes_to_duration`, right for a stream's whole count, past 2^32 frames).
+fn bytes_to_usec(bytes_per_sec: u64, bytes: u64) -> u64 {
+    match bytes_per_sec {
+        0 => 0,
+        b => (u128::from(bytes) * 1_000_000 / u128::from(b)) as u64,
     }
 }
 
@@ -258,9 +268,7 @@ impl Stream {
         let timing_clone = timing.clone();
         let written_clone = written.clone();
         let sample_spec = params.sample_spec;
-        let bytes_per_sec = u64::from(sample_spec.sample_rate)
-            * u64::from(sample_spec.channels)
-            * sample_spec.format.bytes_per_sample() as u64;
+        let bytes_per_sec = bytes_per_sec(sample_spec);
         let pa_format = sample_spec.format;
 
         let format: SampleFormat = pa_format.try_into().map_err(|_| {
@@ -418,16 +426,7 @@ impl Stream {
         let source_latency = Arc::new(AtomicU64::new(0));
         let source_latency_clone = source_latency.clone();
         let sample_spec = params.sample_spec;
-        let bytes_per_sec = u64::from(sample_spec.sample_rate)
-            * u64::from(sample_spec.channels)
-            * sample_spec.format.bytes_per_sample() as u64;
-        let to_usec = move |bytes: u64| {
-            if bytes_per_sec == 0 {
-                0
-            } else {
-                (u128::from(bytes) * 1_000_000 / u128::from(bytes_per_sec)) as u64
-            }
-        };
+        let bytes_per_sec = bytes_per_sec(sample_spec);
         let pa_format = sample_spec.format;
 
         let format: SampleFormat = pa_format.try_into().map_err(|_| {
@@ -452,10 +451,10 @@ impl Stream {
                 clock = CaptureClock::default();
             }
             read = read.saturating_add(buf.len() as u64);
-            let late = clock.lateness_usec(to_usec(read), elapsed_usec);
+            let late = clock.lateness_usec(bytes_to_usec(bytes_per_sec, read), elapsed_usec);
             let latency = source_latency_clone
                 .load(Ordering::Relaxed)
-                .saturating_add(to_usec(buf.len() as u64))
+                .saturating_add(bytes_to_usec(bytes_per_sec, buf.len() as u64))
                 .saturating_add(late);
 
             let capture_time = elapsed
