@@ -21,8 +21,8 @@ use crate::keys::KeyStore;
 use crate::media::codec::EncoderSettings;
 use crate::media::lip_sync::LipSync;
 use crate::media::rate::RateController;
-use crate::media::worker::Wake;
-use crate::net::arrival_wake::ArrivalWake;
+use crate::media::wake::Wake;
+use crate::net::loop_wait::LoopWait;
 use crate::net::secure::{Auth, SecureEndpoint};
 use crate::net::{NetError, Transport};
 use crate::proto::{Reassembler, SendHistory};
@@ -89,6 +89,11 @@ pub enum AppError {
     /// The call failed in a way that ends it (a wrong pairing code).
     #[error("{0}")]
     Call(String),
+    /// The loop's wake-up descriptor could not be made.
+    #[error(
+        "cannot make the call loop's wake-up (eventfd): {0}; raise the open-file limit (ulimit -n)"
+    )]
+    Wake(std::io::Error),
     /// The stats file.
     #[error("cannot write stats file {path}: {source}; give a writable path to --stats")]
     Stats {
@@ -108,7 +113,7 @@ impl AppError {
             | AppError::Camera(_)
             | AppError::Stats { .. } => 2,
             AppError::Window(_) | AppError::Keys(_) | AppError::Secure(_) | AppError::Codec(_) => 2,
-            AppError::Call(_) => 1,
+            AppError::Call(_) | AppError::Wake(_) => 1,
         }
     }
 }
@@ -138,10 +143,9 @@ pub struct App {
     schedule: Schedule,
     duration: Option<Duration>,
     realtime: bool,
-    /// Threads with something for the next tick wake the loop before its sleep ends.
-    woken: crossbeam_channel::Receiver<()>,
-    /// Wakes the loop when a datagram arrives (dropped after the loop's socket).
-    _arrival_wake: Option<ArrivalWake>,
+    /// The loop sleeps until a datagram arrives, a thread with something for the next tick
+    /// signals, or the tick is due.
+    wait: LoopWait,
 }
 
 /// The address peers reach us at, for the status line.
@@ -256,7 +260,7 @@ impl App {
         world.insert_resource(Control::default());
         world.insert_resource(call);
         world.insert_resource(StdinKeys::spawn());
-        let (wake, woken) = Wake::new();
+        let (wake, woken) = Wake::new().map_err(AppError::Wake)?;
         camera.set_wake(wake.clone());
         world.insert_resource(CameraDevice(camera));
         let encoder = Encoder::new(
@@ -273,22 +277,8 @@ impl App {
         .map_err(|e| AppError::Codec(e.to_string()))?;
         world.insert_resource(encoder);
         world.insert_resource(Decoder::new(Some(wake.clone())));
-        // a datagram, or the microphone's nudge, wakes the loop at once (without it, at the
-        // next tick)
-        let mut mic_nudge = crate::media::nudge::Nudge::new()
-            .map_err(|e| tracing::debug!("no microphone wake-ups: {e}"))
-            .ok();
-        let socket = transport.raw_fd();
-        let arrival_wake = ArrivalWake::spawn(socket, wake.clone(), mic_nudge.clone())
-            .or_else(|e| {
-                // datagrams still wake the loop; the microphone is looked at every tick
-                tracing::debug!("no microphone wake-ups: {e}");
-                mic_nudge = None;
-                ArrivalWake::spawn(socket, wake.clone(), None)
-            })
-            .map_err(|e| tracing::debug!("no arrival wake-ups: {e}"))
-            .ok();
-        let mic_nudge = mic_nudge.filter(|_| arrival_wake.is_some());
+        // a datagram, or a whole frame from the microphone, wakes the loop at once
+        let wait = LoopWait::new(transport.raw_fd(), woken);
         // MJPEG's most is what quality 75 costs (about 0.6 bit per pixel); on a congested
         // link its quality and then the sent size follow the target down
         let (start_cap, most) = match opts.codec {
@@ -343,7 +333,7 @@ impl App {
             mic,
             speaker,
             opts.audio_buffer_ms,
-            mic_nudge,
+            Some(wake.clone()),
             now,
         ));
         world.insert_non_send(AudioSender::new(opts.audio_bitrate));
@@ -382,8 +372,7 @@ impl App {
             schedule,
             duration: opts.duration.map(Duration::from_secs_f64),
             realtime: !opts.no_realtime,
-            woken,
-            _arrival_wake: arrival_wake,
+            wait,
         })
     }
 
@@ -432,9 +421,8 @@ impl App {
             }
             // the next tick when something is due, or at once when a thread has work for it
             let due = self.world.resource::<NextTick>().0;
-            let _ = self
-                .woken
-                .recv_timeout(due.saturating_duration_since(Instant::now()).max(MIN_SLEEP));
+            self.wait
+                .wait(due.saturating_duration_since(Instant::now()).max(MIN_SLEEP));
         }
         self.final_stats();
         Ok(())

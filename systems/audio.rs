@@ -13,12 +13,12 @@ use crate::components::{CallInfo, Clock, Local, Muted, NextTick, Remote, VideoSy
 use crate::devices::audio::{AudioError, MicSource, Microphone, Speaker, SpeakerSink, RATE};
 use crate::media::frame::unix_micros;
 use crate::media::jitter::{AudioPacket, JitterBuffer, JitterConfig, Playout};
-use crate::media::nudge::Nudge;
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder, FRAME_MS, FRAME_SAMPLES};
 use crate::media::playout_margin::PlayoutMargin;
 use crate::media::refill;
 use crate::media::sound_wait::SoundWait;
 use crate::media::timescale::{samples_to_drop, shorten};
+use crate::media::wake::Wake;
 use crate::proto::AudioFrame;
 use crate::session::CallState;
 use crate::stats::CallStats;
@@ -36,7 +36,7 @@ pub struct AudioDevices {
     speaker_sink: SpeakerSink,
     buffer_ms: u32,
     /// Wakes the call loop when a frame of the microphone waits.
-    wake: Option<Nudge>,
+    wake: Option<Wake>,
     next_retry: Instant,
     warned: bool,
 }
@@ -47,7 +47,7 @@ impl AudioDevices {
         mic_src: MicSource,
         speaker_sink: SpeakerSink,
         buffer_ms: u32,
-        wake: Option<Nudge>,
+        wake: Option<Wake>,
         now: Instant,
     ) -> Self {
         let mut d = Self {

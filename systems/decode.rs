@@ -12,7 +12,8 @@ use crate::components::{
 };
 use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::stream_decoder::{DecodeOutcome, StreamDecoder};
-use crate::media::worker::{Wake, Worker};
+use crate::media::wake::Wake;
+use crate::media::worker::Worker;
 use crate::media::VideoFrame;
 use crate::proto::fragment::CompleteFrame;
 use crate::session::CallState;

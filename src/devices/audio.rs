@@ -12,7 +12,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
-use crate::media::nudge::Nudge;
+use crate::media::wake::Wake;
 
 /// Our sample rate.
 pub const RATE: u32 = 48_000;
@@ -500,19 +500,19 @@ fn paced(stop: Arc<AtomicBool>, mut chunk: impl FnMut(usize) + Send + 'static) -
 }
 
 impl Microphone {
-    /// Opens `src` with a device buffer of `buffer_ms`. With `wake` = (a nudge, n), a
-    /// delivery that leaves n samples or more waiting nudges it (a sound server may deliver
+    /// Opens `src` with a device buffer of `buffer_ms`. With `wake` = (a wake signal, n), a
+    /// delivery that leaves n samples or more waiting signals it (a sound server may deliver
     /// in pieces of half a millisecond: the reader wants whole frames).
     pub fn open(
         src: &MicSource,
         buffer_ms: u32,
-        wake: Option<(Nudge, usize)>,
+        wake: Option<(Wake, usize)>,
     ) -> Result<Self, AudioError> {
         let (mut prod, consumer) = HeapRb::<i16>::new(RING).split();
         let signal = move |waiting: usize| {
-            if let Some((nudge, n)) = &wake {
+            if let Some((wake, n)) = &wake {
                 if waiting >= *n {
-                    nudge.nudge();
+                    wake.signal();
                 }
             }
         };
@@ -912,20 +912,20 @@ mod tests {
     #[test]
     fn the_microphone_wakes_the_reader_once_a_whole_frame_waits() {
         // deliveries of ~5 ms (240 samples) leave a 240-sample frame waiting at once
-        let nudge = Nudge::new().expect("eventfd");
+        let (wake, woken) = Wake::new().expect("eventfd");
         let mut mic =
-            Microphone::open(&MicSource::Tone(440.0), 5, Some((nudge.clone(), 240))).expect("tone");
+            Microphone::open(&MicSource::Tone(440.0), 5, Some((wake, 240))).expect("tone");
         std::thread::sleep(Duration::from_millis(100));
-        assert!(nudge.take() > 0, "nudged");
+        assert!(woken.take(), "signalled");
         assert!(mic.buffered() >= 240, "{} samples waiting", mic.buffered());
         // a frame of 0.5 s is not there after 100 ms: no nudge for the pieces before it
-        let nudge = Nudge::new().expect("eventfd");
-        let _mic = Microphone::open(&MicSource::Tone(440.0), 5, Some((nudge.clone(), 24_000)))
-            .expect("tone");
+        let (wake, woken) = Wake::new().expect("eventfd");
+        let _mic =
+            Microphone::open(&MicSource::Tone(440.0), 5, Some((wake, 24_000))).expect("tone");
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(nudge.take(), 0, "nudged early");
+        assert!(!woken.take(), "signalled early");
         std::thread::sleep(Duration::from_millis(600));
-        assert!(nudge.take() > 0, "nudged at last");
+        assert!(woken.take(), "signalled at last");
         mic.discard();
     }
 

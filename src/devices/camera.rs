@@ -13,7 +13,7 @@ use opencv::{imgproc, videoio};
 
 use crate::media::frame::unix_micros;
 use crate::media::pattern::TestPattern;
-use crate::media::worker::Wake;
+use crate::media::wake::Wake;
 use crate::media::{PixelFormat, VideoFrame};
 
 /// Why the camera failed.

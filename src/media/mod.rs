@@ -23,6 +23,7 @@ pub mod sound_wait;
 pub mod stamp;
 pub mod stream_decoder;
 pub mod timescale;
+pub mod wake;
 pub mod worker;
 
 pub use codec::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder};

@@ -1,10 +1,7 @@
-//! A wake-up for the call loop that a real-time audio callback may send. A [`Wake`] is a
-//! channel: sending on it takes the channel's lock when the loop is asleep, and a callback
-//! of the sound server must never wait on a lock a lower-priority thread may hold. A nudge
-//! is one write to an eventfd; the thread that waits on the socket
-//! ([`crate::net::arrival_wake`]) watches it too and wakes the loop.
+//! An eventfd: a counter that one thread adds to with one write, no lock and no allocation,
+//! and another waits on with `poll`. [`Wake`] is built on it.
 //!
-//! [`Wake`]: super::worker::Wake
+//! [`Wake`]: super::wake::Wake
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

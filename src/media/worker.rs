@@ -9,23 +9,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
-/// Wakes the tick loop early: a thread that has something for the next tick (a finished
-/// picture, a new camera frame) says so instead of waiting for the loop's sleep to end.
-#[derive(Debug, Clone)]
-pub struct Wake(Sender<()>);
-
-impl Wake {
-    /// A wake signal and the receiver the loop waits on.
-    pub fn new() -> (Self, Receiver<()>) {
-        let (tx, rx) = bounded(1);
-        (Self(tx), rx)
-    }
-
-    /// Wakes the loop (a pending wake-up is enough: never blocks).
-    pub fn signal(&self) {
-        let _ = self.0.try_send(());
-    }
-}
+use super::wake::Wake;
 
 /// One thread running `work` on every job.
 pub struct Worker<J, R> {
@@ -172,11 +156,11 @@ mod tests {
 
     #[test]
     fn a_finished_job_wakes_the_loop() {
-        let (wake, woken) = Wake::new();
+        let (wake, woken) = Wake::new().expect("eventfd");
         let mut w = Worker::spawn_waking("test", 2, Some(wake), |x: u32| x + 1).expect("spawn");
-        assert!(woken.try_recv().is_err());
+        assert!(!woken.take());
         assert!(w.submit(1).is_ok());
-        assert!(woken.recv_timeout(Duration::from_secs(5)).is_ok());
+        assert!(woken.wait(Duration::from_secs(5)));
         assert_eq!(w.try_next(), Some(2));
     }
 

@@ -1,6 +1,6 @@
 //! The network door: our UDP socket under laminar, and laminar's configuration.
 
-pub mod arrival_wake;
+pub mod loop_wait;
 pub mod pacer;
 pub mod secure;
 pub mod socket;

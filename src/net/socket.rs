@@ -128,7 +128,7 @@ impl FilteredSocket {
         })
     }
 
-    /// The socket's descriptor, to wait on (see [`super::arrival_wake`]).
+    /// The socket's descriptor, to wait on (see [`super::loop_wait`]).
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.socket.as_raw_fd()

@@ -49,7 +49,7 @@ impl Transport {
         self.manager.socket().local_addr().ok()
     }
 
-    /// The socket's descriptor, to wait on (see [`super::arrival_wake`]).
+    /// The socket's descriptor, to wait on (see [`super::loop_wait`]).
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.manager.socket().raw_fd()
     }
