@@ -42,11 +42,11 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (w, h) in [(640u32, 480u32), (1280, 720)] {
         let mut pattern = TestPattern::new(w, h);
-        let pictures: Vec<(VideoFrame, Arc<VideoFrame>)> = (0..30)
+        let pictures: Vec<(Arc<VideoFrame>, Arc<VideoFrame>)> = (0..30)
             .map(|n| {
                 let bgr = pattern.render(n, 0);
                 let yuv = Arc::new(to_i420(&bgr).expect("even size"));
-                (bgr, yuv)
+                (Arc::new(bgr), yuv)
             })
             .collect();
         // one window at a time (SDL has one event pump); the painters take turns, 4 rounds
@@ -59,7 +59,7 @@ fn main() {
                 for i in 0..draws / 4 + 5 {
                     let (bgr, yuv) = &pictures[i % pictures.len()];
                     let _ = win.poll_commands();
-                    let local = bgr.clone();
+                    let local = Arc::clone(bgr);
                     let start = Instant::now();
                     win.upload_local(local).expect("self-view");
                     win.upload_remote(Arc::clone(yuv)).expect("picture");

@@ -2,6 +2,7 @@
 //! stages hand to each other.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bevy_ecs::prelude::*;
@@ -29,8 +30,8 @@ pub struct Remote;
 /// A participant's newest picture.
 #[derive(Component, Debug, Default)]
 pub struct VideoStream {
-    /// The picture to show.
-    pub frame: Option<VideoFrame>,
+    /// The picture to show, shared (not copied) with the encoder and the window thread.
+    pub frame: Option<Arc<VideoFrame>>,
     /// `frame` changed since the renderer last looked.
     pub fresh: bool,
     /// When `frame` last changed.
@@ -43,7 +44,7 @@ pub struct VideoStream {
 impl VideoStream {
     /// Replaces the picture.
     pub fn set(&mut self, frame: VideoFrame, now: Instant) {
-        self.frame = Some(frame);
+        self.frame = Some(Arc::new(frame));
         self.fresh = true;
         self.updated_at = Some(now);
         self.stalled = false;

@@ -1,6 +1,7 @@
 //! Stage 6: both pictures on screen the moment they are decoded, with the call's status;
 //! then the numbers: shown frames, capture→shown latency, the stats line.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
@@ -42,7 +43,7 @@ pub struct RenderState {
 
 /// A shown test-pattern picture to compare with its source.
 struct PsnrJob {
-    shown: VideoFrame,
+    shown: Arc<VideoFrame>,
     stamp: Stamp,
     source_size: (u32, u32),
 }
@@ -221,13 +222,13 @@ pub fn render(
         if rstream.fresh {
             if let Some(f) = &rstream.frame {
                 trace_stage("to_window", f.capture_us);
-                w.put_remote(f.clone());
+                w.put_remote(Arc::clone(f));
             }
             changed = true;
         }
         if lstream.fresh {
             if let Some(f) = &lstream.frame {
-                w.put_local(f.clone());
+                w.put_local(Arc::clone(f));
             }
             // While the peer's video flows, the self-view is drawn with the peer's next
             // picture: one draw per frame instead of two, and a picture that arrives never
@@ -291,7 +292,7 @@ fn count_shown(
     stats: &mut CallStats,
     psnr: &mut PsnrProbe,
     settings: &RenderSettings,
-    f: &VideoFrame,
+    f: &Arc<VideoFrame>,
     latency_us: u64,
     at: Instant,
 ) {
@@ -309,7 +310,7 @@ fn count_shown(
         // compare two pictures a second with their source, off the tick
         if stats.remote_stamps_read % 15 == 1 {
             psnr.offer(PsnrJob {
-                shown: f.clone(),
+                shown: Arc::clone(f),
                 stamp: s,
                 source_size: settings.source_size,
             });

@@ -383,13 +383,13 @@ impl Window {
 
     /// Takes a new self-view picture, shrunk first by a whole factor when it is drawn at
     /// half its size or less: SDL's conversion of a whole BGR picture took ~2 ms at 720p.
-    pub fn upload_local(&mut self, f: VideoFrame) -> Result<(), WindowError> {
+    pub fn upload_local(&mut self, f: std::sync::Arc<VideoFrame>) -> Result<(), WindowError> {
         let (w, h) = self.window().drawable_size();
         let r = layout::local_picture(w, h, f.width, f.height);
         // by a whole factor, the rest is left to the draw
         let k = f.width / r.w.max(1);
         let small = if f.format == PixelFormat::Bgr && k >= 2 {
-            shrink_bgr_by(&f, k)
+            std::sync::Arc::new(shrink_bgr_by(&f, k))
         } else {
             f
         };

@@ -35,7 +35,7 @@ pub struct CpuPainter {
     window: sdl2::video::Window,
     events: sdl2::EventPump,
     remote: Option<std::sync::Arc<VideoFrame>>,
-    local: Option<VideoFrame>,
+    local: Option<std::sync::Arc<VideoFrame>>,
     remote_new: bool,
     local_new: bool,
     placeholder: VideoFrame,
@@ -109,7 +109,7 @@ impl CpuPainter {
     }
 
     /// Keeps a new self-view picture for the next draw.
-    pub fn set_local(&mut self, f: VideoFrame) {
+    pub fn set_local(&mut self, f: std::sync::Arc<VideoFrame>) {
         self.local = Some(f);
         self.local_new = true;
     }
@@ -128,7 +128,7 @@ impl CpuPainter {
             PaneShow::Blank => None,
         };
         let local_pic = match scene.local {
-            PaneShow::Video => self.local.as_ref(),
+            PaneShow::Video => self.local.as_deref(),
             PaneShow::Placeholder => Some(&self.placeholder),
             PaneShow::Blank => None,
         };

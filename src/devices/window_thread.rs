@@ -39,7 +39,7 @@ pub struct Shown {
 struct Pending {
     title: Option<String>,
     remote: Option<Arc<VideoFrame>>,
-    local: Option<VideoFrame>,
+    local: Option<Arc<VideoFrame>>,
     scene: Option<Scene>,
 }
 
@@ -129,13 +129,13 @@ impl WindowThread {
     }
 
     /// A new self-view picture, uploaded by the next draw.
-    pub fn put_local(&self, frame: VideoFrame) {
+    pub fn put_local(&self, frame: Arc<VideoFrame>) {
         self.pending().local = Some(frame);
     }
 
     /// A new picture of the peer, uploaded by the next draw.
-    pub fn put_remote(&self, frame: VideoFrame) {
-        if self.pending().remote.replace(Arc::new(frame)).is_some() {
+    pub fn put_remote(&self, frame: Arc<VideoFrame>) {
+        if self.pending().remote.replace(frame).is_some() {
             self.replaced.fetch_add(1, Ordering::Relaxed);
         }
     }
