@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prattle::media::h264::{H264Decoder, H264Encoder};
 use prattle::media::mjpeg::{MjpegDecoder, MjpegEncoder};
 use prattle::media::pattern::TestPattern;
-use prattle::media::scale::resize_bgr;
+use prattle::media::scale::{resize_bgr, shrink_bgr_by};
 use prattle::media::{VideoDecoder, VideoEncoder};
 
 fn codec(c: &mut Criterion) {
@@ -78,6 +78,12 @@ fn codec(c: &mut Criterion) {
             let (tw, th) = (w * num / den / 2 * 2, h * num / den / 2 * 2);
             g.bench_function(format!("to_{tw}x{th}"), |b| {
                 b.iter(|| black_box(resize_bgr(black_box(&frames[0]), tw, th).expect("resize")))
+            });
+        }
+        // the self-view's shrink by a whole factor (3 in the default 720p window, 2 at 480p)
+        for k in [2, 3] {
+            g.bench_function(format!("self_view_by_{k}"), |b| {
+                b.iter(|| black_box(shrink_bgr_by(black_box(&frames[0]), k)))
             });
         }
         g.finish();

@@ -128,9 +128,11 @@ impl WindowThread {
         self.pending().title = Some(title.to_string());
     }
 
-    /// A new self-view picture, uploaded by the next draw.
+    /// A new self-view picture. The window thread takes it at once (it shrinks it): the peer's
+    /// next picture, which is drawn with it, does not wait for that.
     pub fn put_local(&self, frame: Arc<VideoFrame>) {
         self.pending().local = Some(frame);
+        let _ = self.wake.try_send(());
     }
 
     /// A new picture of the peer, uploaded by the next draw.
