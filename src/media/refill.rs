@@ -30,8 +30,9 @@ pub struct Refill {
     /// within the lead and so already provided for). `None` while requests are not timed:
     /// then the ring has to be watched.
     pub next_in: Option<Duration>,
-    /// Samples a request takes, and the time between requests when they are timed.
+    /// Samples a request takes.
     pub chunk: usize,
+    /// The time between requests, when they are timed.
     pub period: Option<Duration>,
     /// How long before a request its frame must be in the ring.
     pub lead: Duration,

@@ -70,9 +70,44 @@ impl Woken {
     /// Waits up to `timeout` for a signal and takes it: true if one came. (The call loop
     /// waits on the socket as well: [`crate::net::loop_wait::LoopWait`].)
     pub fn wait(&self, timeout: Duration) -> bool {
-        crate::net::loop_wait::ppoll_readable(&[self.fd()], timeout).is_ok_and(|ready| ready[0])
-            && self.take()
+        ppoll_readable(&[self.fd()], timeout).is_ok_and(|ready| ready[0]) && self.take()
     }
+}
+
+/// Waits until any of `fds` is readable or `timeout` passes (nanosecond resolution, unlike
+/// `epoll_wait`'s milliseconds); says which were. An interrupted wait returns as a timeout.
+pub fn ppoll_readable<const N: usize>(
+    fds: &[RawFd; N],
+    timeout: Duration,
+) -> io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+    };
+    // SAFETY: `polled` holds N live pollfd entries and `ts` a valid timespec, both outliving
+    // the call; no signal mask is given
+    let n = unsafe {
+        libc::ppoll(
+            polled.as_mut_ptr(),
+            N as libc::nfds_t,
+            &raw const ts,
+            std::ptr::null(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok([false; N])
+        } else {
+            Err(e)
+        };
+    }
+    Ok(polled.map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0))
 }
 
 #[cfg(test)]

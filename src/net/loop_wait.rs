@@ -9,47 +9,10 @@
 //!
 //! [`Wake`]: crate::media::wake::Wake
 
-use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::media::wake::Woken;
-
-/// Waits until any of `fds` is readable or `timeout` passes (nanosecond resolution, unlike
-/// `epoll_wait`'s milliseconds); says which were. An interrupted wait returns as a timeout.
-pub fn ppoll_readable<const N: usize>(
-    fds: &[RawFd; N],
-    timeout: Duration,
-) -> io::Result<[bool; N]> {
-    let mut polled = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
-    };
-    // SAFETY: `polled` holds N live pollfd entries and `ts` a valid timespec, both outliving
-    // the call; no signal mask is given
-    let n = unsafe {
-        libc::ppoll(
-            polled.as_mut_ptr(),
-            N as libc::nfds_t,
-            &raw const ts,
-            std::ptr::null(),
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok([false; N])
-        } else {
-            Err(e)
-        };
-    }
-    Ok(polled.map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0))
-}
+use crate::media::wake::{ppoll_readable, Woken};
 
 /// What ended a [`LoopWait::wait`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
