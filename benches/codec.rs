@@ -1,13 +1,16 @@
-//! MJPEG and H.264 encode and decode at 640×480 and 1280×720, and the shrinks of the sending
-//! ladder's rungs.
+//! MJPEG and H.264 encode and decode at 640×480 and 1280×720, the shrinks of the sending
+//! ladder's rungs and the colour conversions.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use prattle::media::h264::{H264Decoder, H264Encoder};
+use opencv::core::{Mat, Vec4b};
+use opencv::imgproc;
+use prattle::media::h264::{bgr_to_i420, H264Decoder, H264Encoder, I420Frame};
 use prattle::media::mjpeg::{MjpegDecoder, MjpegEncoder};
 use prattle::media::pattern::TestPattern;
 use prattle::media::scale::{resize_bgr, shrink_bgr_by};
+use prattle::media::yuv::{i420_to_bgra, Planes};
 use prattle::media::{VideoDecoder, VideoEncoder};
 
 fn codec(c: &mut Criterion) {
@@ -86,6 +89,39 @@ fn codec(c: &mut Criterion) {
                 b.iter(|| black_box(shrink_bgr_by(black_box(&frames[0]), k)))
             });
         }
+        g.finish();
+
+        // colour conversions: the camera's BGR to the encoder's I420, and a decoded I420
+        // picture into a framebuffer's BGRA (with OpenCV's conversion, which it replaced)
+        let mut g = c.benchmark_group(format!("colour_{w}x{h}"));
+        let mut yuv = I420Frame::new(w, h);
+        g.bench_function("bgr_to_i420", |b| {
+            b.iter(|| bgr_to_i420(black_box(&frames[0].data), w, h, &mut yuv))
+        });
+        let (wu, hu) = (w as usize, h as usize);
+        let mut bgra = vec![0u8; wu * hu * 4];
+        let planes = Planes {
+            y: &yuv.y,
+            u: &yuv.u,
+            v: &yuv.v,
+            width: w,
+            height: h,
+        };
+        g.bench_function("i420_to_bgra", |b| {
+            b.iter(|| i420_to_bgra(black_box(planes), &mut bgra, wu * 4).expect("convert"))
+        });
+        let packed = [&yuv.y[..], &yuv.u[..], &yuv.v[..]].concat();
+        g.bench_function("i420_to_bgra_opencv", |b| {
+            b.iter(|| {
+                let src = Mat::new_rows_cols_with_bytes::<u8>(h as i32 * 3 / 2, w as i32, &packed)
+                    .expect("mat");
+                let mut out =
+                    Mat::new_rows_cols_with_bytes_mut::<Vec4b>(h as i32, w as i32, &mut bgra)
+                        .expect("mat");
+                imgproc::cvt_color_def(&src, &mut out, imgproc::COLOR_YUV2BGRA_I420)
+                    .expect("convert");
+            })
+        });
         g.finish();
     }
 }

@@ -1,13 +1,15 @@
 //! Drawing into a 32-bit BGRx pixel buffer: the window's own framebuffer, used where the only
-//! OpenGL is a software one (see `window_cpu.rs`). Pictures are converted, scaled and mirrored
-//! by OpenCV's vectorised code straight into the buffer; boxes and text are plain loops over
-//! their few pixels. Pure: no window needed, tested on a `Vec`.
+//! OpenGL is a software one (see `window_cpu.rs`). Pictures are converted straight into the
+//! buffer (I420 by `media::yuv`, BGR by OpenCV), scaled and mirrored by OpenCV's vectorised
+//! code; boxes and text are plain loops over their few pixels. Pure: no window needed, tested
+//! on a `Vec`.
 
-use opencv::core::{Mat, Size, Vec3b, Vec4b};
+use opencv::core::{Mat, Size, ToInputArray, ToOutputArray, Vec3b, Vec4b};
 use opencv::imgproc;
 use opencv::prelude::*;
 
 use crate::media::stamp::Rect;
+use crate::media::yuv;
 use crate::media::{PixelFormat, VideoFrame};
 
 /// Why a picture could not be drawn.
@@ -38,11 +40,17 @@ pub enum ComposeError {
     /// OpenCV failed.
     #[error("opencv: {0}")]
     OpenCv(#[from] opencv::Error),
+    /// The colour conversion refused the sizes.
+    #[error(transparent)]
+    Convert(#[from] yuv::ConvertError),
 }
 
 /// Working pictures kept between draws, so that a draw allocates nothing.
 #[derive(Default)]
 pub struct Scratch {
+    /// An I420 picture converted to BGRA, to scale or mirror.
+    bgra: Vec<u8>,
+    /// A BGR picture converted to BGRA, to scale or mirror.
     converted: Mat,
     scaled: Mat,
 }
@@ -176,61 +184,100 @@ impl<'a> Pixels<'a> {
             width: f.width,
             height: f.height,
         };
-        let (src, code) = match f.format {
+        let rows = self.height as i32;
+        let cols = (self.pitch / 4) as i32;
+        let len = self.pitch * self.height as usize;
+        let same_size = (f.width, f.height) == (dst.w, dst.h);
+        let rect = opencv::core::Rect::new(dst.x, dst.y, dst.w as i32, dst.h as i32);
+        // the picture as BGRA: at its own size and not mirrored straight into the buffer (and
+        // done), else into the scratch, to be scaled or mirrored into the buffer below
+        match f.format {
             PixelFormat::I420 => {
-                if w % 2 != 0 || h % 2 != 0 || f.data.len() != w * h * 3 / 2 {
-                    return Err(bad);
+                let planes = match f.planes() {
+                    Some((y, u, v))
+                        if w % 2 == 0 && h % 2 == 0 && f.data.len() == w * h * 3 / 2 =>
+                    {
+                        yuv::Planes {
+                            y,
+                            u,
+                            v,
+                            width: f.width,
+                            height: f.height,
+                        }
+                    }
+                    _ => return Err(bad),
+                };
+                if same_size && !mirror {
+                    let at = dst.y as usize * self.pitch + dst.x as usize * 4;
+                    yuv::i420_to_bgra(planes, &mut self.data[at..len], self.pitch)?;
+                    return Ok(());
                 }
-                let m = Mat::new_rows_cols_with_bytes::<u8>((h * 3 / 2) as i32, w as i32, &f.data)?;
-                (m, imgproc::COLOR_YUV2BGRA_I420)
+                scratch.bgra.resize(w * h * 4, 0);
+                yuv::i420_to_bgra(planes, &mut scratch.bgra, w * 4)?;
+                let bgra =
+                    Mat::new_rows_cols_with_bytes::<Vec4b>(h as i32, w as i32, &scratch.bgra)?;
+                let mut whole =
+                    Mat::new_rows_cols_with_bytes_mut::<Vec4b>(rows, cols, &mut self.data[..len])?;
+                place(
+                    &bgra,
+                    &mut whole.roi_mut(rect)?,
+                    f,
+                    dst,
+                    mirror,
+                    &mut scratch.scaled,
+                )?;
             }
             PixelFormat::Bgr => {
                 if f.data.len() != w * h * 3 {
                     return Err(bad);
                 }
                 let m = Mat::new_rows_cols_with_bytes::<Vec3b>(h as i32, w as i32, &f.data)?;
-                (m, imgproc::COLOR_BGR2BGRA)
-            }
-        };
-        let rows = self.height as i32;
-        let cols = (self.pitch / 4) as i32;
-        let len = self.pitch * self.height as usize;
-        let mut whole =
-            Mat::new_rows_cols_with_bytes_mut::<Vec4b>(rows, cols, &mut self.data[..len])?;
-        let rect = opencv::core::Rect::new(dst.x, dst.y, dst.w as i32, dst.h as i32);
-        let mut out = whole.roi_mut(rect)?;
-        let same_size = (f.width, f.height) == (dst.w, dst.h);
-        if same_size && !mirror {
-            // straight into the buffer: OpenCV keeps a destination of the right size and type
-            imgproc::cvt_color_def(&src, &mut out, code)?;
-            return Ok(());
-        }
-        imgproc::cvt_color_def(&src, &mut scratch.converted, code)?;
-        let shrinking = dst.w * 2 <= f.width || dst.h * 2 <= f.height;
-        let interpolation = if shrinking {
-            imgproc::INTER_AREA
-        } else {
-            imgproc::INTER_LINEAR
-        };
-        let size = Size::new(dst.w as i32, dst.h as i32);
-        match (same_size, mirror) {
-            (true, _) => opencv::core::flip(&scratch.converted, &mut out, 1)?,
-            (false, false) => {
-                imgproc::resize(&scratch.converted, &mut out, size, 0.0, 0.0, interpolation)?;
-            }
-            (false, true) => {
-                imgproc::resize(
-                    &scratch.converted,
-                    &mut scratch.scaled,
-                    size,
-                    0.0,
-                    0.0,
-                    interpolation,
-                )?;
-                opencv::core::flip(&scratch.scaled, &mut out, 1)?;
+                if same_size && !mirror {
+                    let mut whole = Mat::new_rows_cols_with_bytes_mut::<Vec4b>(
+                        rows,
+                        cols,
+                        &mut self.data[..len],
+                    )?;
+                    let mut out = whole.roi_mut(rect)?;
+                    // OpenCV keeps a destination of the right size and type
+                    imgproc::cvt_color_def(&m, &mut out, imgproc::COLOR_BGR2BGRA)?;
+                    return Ok(());
+                }
+                imgproc::cvt_color_def(&m, &mut scratch.converted, imgproc::COLOR_BGR2BGRA)?;
+                let mut whole =
+                    Mat::new_rows_cols_with_bytes_mut::<Vec4b>(rows, cols, &mut self.data[..len])?;
+                let out = &mut whole.roi_mut(rect)?;
+                place(&scratch.converted, out, f, dst, mirror, &mut scratch.scaled)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Puts `src`, the BGRA picture `f` converted, into `out` (the buffer's `dst`): scaled to
+/// its size, mirrored left to right if `mirror`.
+fn place(
+    src: &impl ToInputArray,
+    out: &mut impl ToOutputArray,
+    f: &VideoFrame,
+    dst: Rect,
+    mirror: bool,
+    scaled: &mut Mat,
+) -> opencv::Result<()> {
+    let shrinking = dst.w * 2 <= f.width || dst.h * 2 <= f.height;
+    let interpolation = if shrinking {
+        imgproc::INTER_AREA
+    } else {
+        imgproc::INTER_LINEAR
+    };
+    let size = Size::new(dst.w as i32, dst.h as i32);
+    match ((f.width, f.height) == (dst.w, dst.h), mirror) {
+        (true, _) => opencv::core::flip(src, out, 1),
+        (false, false) => imgproc::resize(src, out, size, 0.0, 0.0, interpolation),
+        (false, true) => {
+            imgproc::resize(src, scaled, size, 0.0, 0.0, interpolation)?;
+            opencv::core::flip(scaled, out, 1)
+        }
     }
 }
 

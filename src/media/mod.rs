@@ -25,6 +25,7 @@ pub mod stream_decoder;
 pub mod timescale;
 pub mod wake;
 pub mod worker;
+pub mod yuv;
 
 pub use codec::{CodecError, EncodedFrame, VideoDecoder, VideoEncoder};
 pub use frame::{PixelFormat, VideoFrame};
