@@ -143,6 +143,18 @@ const BLOCK: usize = 16;
 /// Within half a step of the exact result on average (`yuv::i420_to_bgra`, which the window
 /// uses, is 3.5x faster but reads green 0.4 of a step high): Y-PSNR is measured through this.
 pub fn i420_to_bgr(f: &I420Frame, out: &mut [u8]) {
+    let planes = yuv::Planes {
+        y: &f.y,
+        u: &f.u,
+        v: &f.v,
+        width: f.width,
+        height: f.height,
+    };
+    planes_to_bgr(planes, out);
+}
+
+/// [`i420_to_bgr`] from planes held elsewhere.
+fn planes_to_bgr(f: yuv::Planes<'_>, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above
@@ -155,12 +167,12 @@ pub fn i420_to_bgr(f: &I420Frame, out: &mut [u8]) {
 /// The same code compiled for AVX2, with byte shuffles to interleave the output.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn i420_to_bgr_avx2(f: &I420Frame, out: &mut [u8]) {
+fn i420_to_bgr_avx2(f: yuv::Planes<'_>, out: &mut [u8]) {
     i420_to_bgr_rows::<true>(f, out);
 }
 
 #[inline(always)]
-fn i420_to_bgr_rows<const SHUFFLE: bool>(f: &I420Frame, out: &mut [u8]) {
+fn i420_to_bgr_rows<const SHUFFLE: bool>(f: yuv::Planes<'_>, out: &mut [u8]) {
     let (w, cw) = (f.width as usize, f.width as usize / 2);
     if cw == 0 {
         return;
@@ -621,17 +633,39 @@ pub fn to_i420(f: &VideoFrame) -> Option<VideoFrame> {
 
 /// An I420 [`VideoFrame`] as BGR (a BGR one is cloned).
 pub fn to_bgr(f: &VideoFrame) -> Option<VideoFrame> {
-    let Some((y, u, v)) = f.planes() else {
-        return (f.format == PixelFormat::Bgr).then(|| f.clone());
-    };
-    let yuv = I420Frame {
+    let mut data = Vec::new();
+    to_bgr_into(f, &mut data)?;
+    Some(VideoFrame {
         width: f.width,
         height: f.height,
-        y: y.to_vec(),
-        u: u.to_vec(),
-        v: v.to_vec(),
-    };
-    Some(bgr_frame(&yuv, f.capture_us))
+        data,
+        capture_us: f.capture_us,
+        format: PixelFormat::Bgr,
+    })
+}
+
+/// `f`'s pixels as BGR into `out`, which keeps its allocation; `None` (and `out` as it was)
+/// for an I420 picture whose bytes do not match its size.
+pub fn to_bgr_into(f: &VideoFrame, out: &mut Vec<u8>) -> Option<()> {
+    match f.planes() {
+        Some((y, u, v)) => {
+            out.resize(f.width as usize * f.height as usize * 3, 0);
+            let planes = yuv::Planes {
+                y,
+                u,
+                v,
+                width: f.width,
+                height: f.height,
+            };
+            planes_to_bgr(planes, out);
+        }
+        None if f.format == PixelFormat::Bgr => {
+            out.clear();
+            out.extend_from_slice(&f.data);
+        }
+        None => return None,
+    }
+    Some(())
 }
 
 #[cfg(test)]
