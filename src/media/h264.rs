@@ -116,11 +116,11 @@ impl YUVSource for I420Frame {
 }
 
 /// BGR24 (`w`, `h` even) to BT.601 limited-range I420; short input converts the whole row
-/// pairs it holds, no panic.
+/// pairs it holds, no panic; an odd width converts nothing (the encoder refuses odd sizes).
 pub fn bgr_to_i420(bgr: &[u8], w: u32, h: u32, out: &mut I420Frame) {
     out.resize(w, h);
     let rows = whole_row_pairs(bgr.len(), w as usize * 3, h);
-    if w < 2 || rows == 0 {
+    if w < 2 || !w.is_multiple_of(2) || rows == 0 {
         return;
     }
     let (y_len, c_len) = plane_lens(w, rows);
@@ -776,6 +776,10 @@ mod tests {
             "{}",
             psnr(&frame.data, &back)
         );
+        // an odd width converts nothing (and is no panic)
+        let mut odd = I420Frame::new(0, 0);
+        bgr_to_i420(&frame.data[..63 * 4 * 3], 63, 4, &mut odd);
+        assert!(odd.y.iter().all(|&y| y == 16));
         // short buffers convert the whole row pairs they hold, and nothing past them
         let row = 64 * 3;
         let mut part = I420Frame::new(0, 0);
