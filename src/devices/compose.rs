@@ -4,6 +4,7 @@
 //! code; boxes and text are plain loops over their few pixels. Pure: no window needed, tested
 //! on a `Vec`.
 
+use opencv::boxed_ref::BoxedRefMut;
 use opencv::core::{Mat, Size, ToInputArray, ToOutputArray, Vec3b, Vec4b};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -160,6 +161,19 @@ impl<'a> Pixels<'a> {
         }
     }
 
+    /// Runs `draw` on rectangle `r` of the buffer, as an OpenCV BGRA picture.
+    fn with_rect(
+        &mut self,
+        r: opencv::core::Rect,
+        draw: impl FnOnce(&mut BoxedRefMut<'_, Mat>) -> opencv::Result<()>,
+    ) -> opencv::Result<()> {
+        let (rows, cols) = (self.height as i32, (self.pitch / 4) as i32);
+        let len = self.pitch * self.height as usize;
+        let mut whole =
+            Mat::new_rows_cols_with_bytes_mut::<Vec4b>(rows, cols, &mut self.data[..len])?;
+        draw(&mut whole.roi_mut(r)?)
+    }
+
     /// Draws `f` (I420 or BGR) scaled into `dst`, mirrored left to right if `mirror`.
     /// A `dst` not wholly inside the buffer draws nothing.
     pub fn picture(
@@ -184,8 +198,6 @@ impl<'a> Pixels<'a> {
             width: f.width,
             height: f.height,
         };
-        let rows = self.height as i32;
-        let cols = (self.pitch / 4) as i32;
         let len = self.pitch * self.height as usize;
         let same_size = (f.width, f.height) == (dst.w, dst.h);
         let rect = opencv::core::Rect::new(dst.x, dst.y, dst.w as i32, dst.h as i32);
@@ -216,16 +228,9 @@ impl<'a> Pixels<'a> {
                 yuv::i420_to_bgra(planes, &mut scratch.bgra, w * 4)?;
                 let bgra =
                     Mat::new_rows_cols_with_bytes::<Vec4b>(h as i32, w as i32, &scratch.bgra)?;
-                let mut whole =
-                    Mat::new_rows_cols_with_bytes_mut::<Vec4b>(rows, cols, &mut self.data[..len])?;
-                place(
-                    &bgra,
-                    &mut whole.roi_mut(rect)?,
-                    f,
-                    dst,
-                    mirror,
-                    &mut scratch.scaled,
-                )?;
+                self.with_rect(rect, |out| {
+                    place(&bgra, out, f, dst, mirror, &mut scratch.scaled)
+                })?;
             }
             PixelFormat::Bgr => {
                 if f.data.len() != w * h * 3 {
@@ -233,21 +238,17 @@ impl<'a> Pixels<'a> {
                 }
                 let m = Mat::new_rows_cols_with_bytes::<Vec3b>(h as i32, w as i32, &f.data)?;
                 if same_size && !mirror {
-                    let mut whole = Mat::new_rows_cols_with_bytes_mut::<Vec4b>(
-                        rows,
-                        cols,
-                        &mut self.data[..len],
-                    )?;
-                    let mut out = whole.roi_mut(rect)?;
                     // OpenCV keeps a destination of the right size and type
-                    imgproc::cvt_color_def(&m, &mut out, imgproc::COLOR_BGR2BGRA)?;
+                    self.with_rect(rect, |out| {
+                        imgproc::cvt_color_def(&m, out, imgproc::COLOR_BGR2BGRA)
+                    })?;
                     return Ok(());
                 }
                 imgproc::cvt_color_def(&m, &mut scratch.converted, imgproc::COLOR_BGR2BGRA)?;
-                let mut whole =
-                    Mat::new_rows_cols_with_bytes_mut::<Vec4b>(rows, cols, &mut self.data[..len])?;
-                let out = &mut whole.roi_mut(rect)?;
-                place(&scratch.converted, out, f, dst, mirror, &mut scratch.scaled)?;
+                let converted = &scratch.converted;
+                self.with_rect(rect, |out| {
+                    place(converted, out, f, dst, mirror, &mut scratch.scaled)
+                })?;
             }
         }
         Ok(())

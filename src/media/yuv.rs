@@ -138,21 +138,27 @@ mod tests {
         v
     }
 
+    /// `bgr` (`w`×`h`) as I420 planes.
+    fn convert(bgr: &[u8], w: usize, h: usize) -> Result<[Vec<u8>; 3], ConvertError> {
+        let (mut y, mut u, mut v) = (vec![0; w * h], vec![0; w * h / 4], vec![0; w * h / 4]);
+        let out = PlanesMut {
+            y: &mut y,
+            u: &mut u,
+            v: &mut v,
+            width: w as u32,
+            height: h as u32,
+        };
+        bgr_to_i420(bgr, out)?;
+        Ok([y, u, v])
+    }
+
     #[test]
     fn every_pixel_matches_bt601_there_and_back() {
         // widths past and between the vector lengths, so that both the vector code and its
         // scalar tail are checked
         for (w, h) in [(2usize, 2usize), (14, 4), (72, 6), (640, 8)] {
             let bgr = picture(w, h);
-            let (mut y, mut u, mut v) = (vec![0; w * h], vec![0; w * h / 4], vec![0; w * h / 4]);
-            let out = PlanesMut {
-                y: &mut y,
-                u: &mut u,
-                v: &mut v,
-                width: w as u32,
-                height: h as u32,
-            };
-            bgr_to_i420(&bgr, out).unwrap();
+            let [y, u, v] = convert(&bgr, w, h).unwrap();
             for (i, px) in bgr.chunks_exact(3).enumerate() {
                 let want = forward([px[0], px[1], px[2]])[0];
                 assert!(
@@ -225,15 +231,7 @@ mod tests {
             [90, 160, 30],
         ] {
             let src: Vec<u8> = bgr.iter().copied().cycle().take(4 * 4 * 3).collect();
-            let (mut y, mut u, mut v) = (vec![0; 16], vec![0; 4], vec![0; 4]);
-            let out = PlanesMut {
-                y: &mut y,
-                u: &mut u,
-                v: &mut v,
-                width: 4,
-                height: 4,
-            };
-            bgr_to_i420(&src, out).unwrap();
+            let [y, u, v] = convert(&src, 4, 4).unwrap();
             assert!(y.iter().all(|&l| l == y[0]) && u.iter().all(|&c| c == u[0]));
             for (got, want) in [y[0], u[0], v[0]].into_iter().zip(forward(bgr)) {
                 assert!(
@@ -262,15 +260,8 @@ mod tests {
     #[test]
     fn short_buffers_are_refused_not_a_panic() {
         let bgr = picture(8, 4);
-        let (mut y, mut u, mut v) = (vec![0; 32], vec![0; 8], vec![0; 8]);
-        let short = PlanesMut {
-            y: &mut y,
-            u: &mut u,
-            v: &mut v,
-            width: 8,
-            height: 4,
-        };
-        assert!(bgr_to_i420(&bgr[..90], short).is_err());
+        assert!(convert(&bgr[..90], 8, 4).is_err());
+        let (y, u, v) = (vec![0; 32], vec![0; 8], vec![0; 8]);
         let planes = Planes {
             y: &y,
             u: &u[..3],
