@@ -5,7 +5,7 @@ use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use openh264_sys2::{SPATIAL_LAYER_0, SPATIAL_LAYER_ALL};
 
-use super::openh264_encoder::{Coded, RawEncoder, Setup};
+use super::openh264_encoder::{Coded, RawEncoder, Setup, MIN_QP};
 use super::yuv;
 use super::{CodecError, EncodedFrame, PixelFormat, VideoDecoder, VideoEncoder, VideoFrame};
 use crate::proto::CodecId;
@@ -426,6 +426,7 @@ fn make_encoder(
         bitrate_bps: i32::try_from(bitrate_bps)
             .map_err(|_| CodecError::InvalidInput(format!("bitrate {bitrate_bps}")))?,
         slices: slices.unwrap_or_else(|| Setup::slices_for(width, height)),
+        min_qp: MIN_QP,
     })
 }
 
