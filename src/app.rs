@@ -276,7 +276,10 @@ impl App {
         )
         .map_err(|e| AppError::Codec(e.to_string()))?;
         world.insert_resource(encoder);
-        world.insert_resource(Decoder::new(Some(wake.clone())));
+        world.insert_resource(Decoder::new(
+            Some(wake.clone()),
+            Some((opts.codec, opts.size.0, opts.size.1)),
+        ));
         // a datagram, or a whole frame from the microphone, wakes the loop at once
         let wait = LoopWait::new(transport.raw_fd(), woken);
         // MJPEG's most is what quality 75 costs (about 0.6 bit per pixel); on a congested

@@ -16,6 +16,7 @@ use crate::media::wake::Wake;
 use crate::media::worker::Worker;
 use crate::media::VideoFrame;
 use crate::proto::fragment::CompleteFrame;
+use crate::proto::CodecId;
 use crate::session::CallState;
 use crate::stats::CallStats;
 
@@ -23,6 +24,8 @@ use crate::stats::CallStats;
 const DECODE_QUEUE: usize = 8;
 
 enum Job {
+    /// Before any call: get the decoder ready for pictures of this codec and size.
+    WarmUp(CodecId, u32, u32),
     /// A new call: forget the old stream.
     Reset,
     Frame(CompleteFrame),
@@ -44,12 +47,21 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder whose thread signals `wake` when a frame is decoded.
-    pub fn new(wake: Option<Wake>) -> Self {
-        Self {
+    /// A decoder whose thread signals `wake` when a frame is decoded, and starts by getting
+    /// ready for `expect` (codec, width, height): what this side sends, which the peer's
+    /// defaults are likely to match.
+    pub fn new(wake: Option<Wake>, expect: Option<(CodecId, u32, u32)>) -> Self {
+        let mut d = Self {
             wake,
             ..Self::default()
+        };
+        if let Some((codec, w, h)) = expect {
+            let g = d.generation;
+            if let Some(worker) = d.worker() {
+                let _ = worker.submit((g, Job::WarmUp(codec, w, h)));
+            }
         }
+        d
     }
 
     fn worker(&mut self) -> Option<&mut DecodeWorker> {
@@ -64,6 +76,10 @@ impl Decoder {
                     (
                         g,
                         match job {
+                            Job::WarmUp(codec, w, h) => {
+                                stream.warm_up(codec, w, h);
+                                DecodeOutcome::NoPicture
+                            }
                             Job::Reset => {
                                 stream.reset();
                                 DecodeOutcome::NoPicture

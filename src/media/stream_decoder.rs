@@ -1,7 +1,8 @@
 //! The receiving side of one video stream: complete frames in, pictures (or the reason there
 //! is none) out. Sans-IO; the decode stage runs it on a worker thread.
 
-use super::codec::new_decoder;
+use super::codec::{new_decoder, new_encoder, EncoderSettings};
+use super::pattern::TestPattern;
 use super::{CodecError, VideoDecoder, VideoFrame};
 use crate::proto::fragment::CompleteFrame;
 use crate::proto::CodecId;
@@ -26,6 +27,10 @@ pub enum DecodeOutcome {
     NoPicture,
 }
 
+/// Pictures of the warm-up stream: a keyframe and predicted pictures after it, which use
+/// the reference buffers the keyframe does not.
+const WARM_UP_PICTURES: u32 = 3;
+
 /// Decodes one stream in order, never handing out a picture whose reference is missing.
 pub struct StreamDecoder {
     codec: Option<Box<dyn VideoDecoder>>,
@@ -42,9 +47,49 @@ impl Default for StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// A new stream: nothing decodes until its first keyframe.
+    /// A new stream: nothing decodes until its first keyframe. The codec is kept: the
+    /// keyframe starts it afresh, and its picture buffers stay allocated.
     pub fn reset(&mut self) {
-        *self = Self::default();
+        self.awaiting_keyframe = true;
+    }
+
+    /// Makes the `codec` decoder ready for `width`×`height` pictures before any arrives: a
+    /// fresh H.264 decoder allocates its pictures on its first keyframe, and at 1280×720 that
+    /// took it 4.7–5.2 ms against 1.6 ms once warmed on a stream of that size. A short stream
+    /// of the test pattern goes through it; the real stream still waits for its keyframe.
+    pub fn warm_up(&mut self, codec: CodecId, width: u32, height: u32) {
+        if codec != CodecId::H264 {
+            return;
+        }
+        let settings = EncoderSettings {
+            codec,
+            width,
+            height,
+            fps: 30,
+            bitrate: 1_000_000,
+            quality: 75,
+        };
+        let mut enc = match new_encoder(settings) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!("decoder warm-up: {e}");
+                return;
+            }
+        };
+        let mut pattern = TestPattern::new(width, height);
+        for i in 0..WARM_UP_PICTURES {
+            let Ok(frame) = enc.encode(&pattern.render(i, 0), false) else {
+                break;
+            };
+            let Some(dec) = self.decoder_for(codec) else {
+                break;
+            };
+            if let Err(e) = dec.decode_native(&frame.data) {
+                tracing::debug!("decoder warm-up: {e}");
+                break;
+            }
+        }
+        self.awaiting_keyframe = true;
     }
 
     /// Nothing but a keyframe will decode now.
@@ -108,8 +153,6 @@ impl StreamDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::codec::{new_encoder, EncoderSettings};
-    use crate::media::pattern::TestPattern;
     use crate::proto::fragment::FrameMeta;
 
     fn frames(n: u32) -> Vec<CompleteFrame> {
@@ -159,6 +202,38 @@ mod tests {
         assert!(d.awaiting_keyframe());
         assert!(matches!(d.decode(&f[0]), DecodeOutcome::Picture(_)));
         assert!(!d.awaiting_keyframe());
+    }
+
+    #[test]
+    fn a_warmed_decoder_still_waits_for_the_streams_keyframe() {
+        // the warm-up's pictures are references a predicted picture of the real stream must
+        // never be decoded against
+        let f = frames(3);
+        let mut d = StreamDecoder::default();
+        d.warm_up(CodecId::H264, 160, 120);
+        assert!(d.codec.is_some(), "the decoder is made");
+        assert!(d.awaiting_keyframe());
+        assert!(matches!(
+            d.decode(&f[1]),
+            DecodeOutcome::Skipped { frame_id: 1 }
+        ));
+        for (i, frame) in f.iter().enumerate() {
+            let DecodeOutcome::Picture(p) = d.decode(frame) else {
+                panic!("picture {i} not decoded");
+            };
+            assert_eq!((p.width, p.height, p.capture_us), (160, 120, i as u64));
+        }
+        // a new stream waits for its own keyframe again, on the same decoder
+        d.reset();
+        assert!(d.codec.is_some());
+        assert!(matches!(
+            d.decode(&f[2]),
+            DecodeOutcome::Skipped { frame_id: 2 }
+        ));
+        // MJPEG has nothing to warm
+        let mut m = StreamDecoder::default();
+        m.warm_up(CodecId::Mjpeg, 160, 120);
+        assert!(m.codec.is_none());
     }
 
     #[test]
