@@ -57,6 +57,11 @@ const SILENCE: Duration = Duration::from_secs(1);
 
 /// Smoothed loss above which the link counts as full.
 const BACK_OFF_LOSS: f32 = 0.1;
+/// Sending under this share of the target is sending what the encoder had, not what the
+/// target allowed: then loss alone does not make what arrived the link's rate.
+const APP_LIMITED: f64 = 0.6;
+/// Loss of this share or more in one report is a full or broken link, whatever was sent.
+const HEAVY_LOSS: f32 = 0.5;
 /// Smoothed loss under which the bitrate may probe upwards: light random loss (which
 /// resends repair) must not pin a call at its slow-start rate; a full link shows as a
 /// standing queue or as loss well above this.
@@ -244,11 +249,20 @@ impl RateController {
             .filter(|(t, _)| now.saturating_duration_since(*t) <= UNDO_WITHIN)
             .filter(|_| grew && r.queue_ms >= PROBE_QUEUE_MS)
             .map(|(_, before)| before);
-        let full = loss > BACK_OFF_LOSS
-            || self.queued >= BACK_OFF_QUEUED_REPORTS
+        let queue_full = self.queued >= BACK_OFF_QUEUED_REPORTS
             || self.rising >= BACK_OFF_QUEUED_REPORTS
             || (self.creeping >= CREEP_REPORTS && r.queue_ms >= PROBE_QUEUE_MS);
-        let next = if full && since >= DOWN_EVERY {
+        let full = loss > BACK_OFF_LOSS || queue_full;
+        // what was sent, as far as the report tells (what arrived, and the share lost): far
+        // under the target, the encoder had no more to send (an easy picture at its QP floor)
+        let sent = f64::from(r.receive_bps) / (1.0 - f64::from(raw)).max(f64::EPSILON);
+        let app_limited = raw < HEAVY_LOSS && sent < f64::from(self.current) * APP_LIMITED;
+        let next = if full && since >= DOWN_EVERY && app_limited && !queue_full {
+            // loss on a link the video barely used: no queue says the link is full, and what
+            // arrived says nothing of its rate (taking it for the link's rate pinned a 480p
+            // call at 200 kbit/s and 480x360 for 8 s after one report's chance burst)
+            (f64::from(self.current) * 0.7) as u32
+        } else if full && since >= DOWN_EVERY {
             // heavy loss or a queue: the link is full. Go below what actually arrived by
             // what the queue holds, so that it drains in about a second.
             self.link = Some((r.receive_bps, now));
@@ -392,6 +406,39 @@ mod tests {
         }
         assert!(rc.bitrate() >= 1_500_000, "climbed back: {}", rc.bitrate());
         assert!(rc.bitrate() <= 2_500_000);
+    }
+
+    #[test]
+    fn chance_loss_while_the_encoder_sends_little_does_not_pin_the_bitrate() {
+        // an easy picture makes 200 kbit/s of a 1 Mbit/s target; the call's first report
+        // has a chance burst (1 of 4 fragments), then 5 % random loss and no queue
+        let mut rc = RateController::new(1_000_000, 100_000, 1_000_000);
+        let mut now = Instant::now();
+        let lossy = |loss| ReceiverReport {
+            loss,
+            receive_bps: 190_000,
+            queue_ms: 3,
+        };
+        rc.on_report(lossy(0.25), now);
+        assert!(rc.bitrate() >= 700_000, "cut by a factor: {}", rc.bitrate());
+        for _ in 0..20 {
+            now += Duration::from_millis(250);
+            rc.on_report(lossy(0.05), now);
+        }
+        assert_eq!(rc.bitrate(), 1_000_000, "back at the top within 5 s");
+        // the same arriving rate with a queue standing is a full link: below what arrived
+        // (at most a halving of sorts a step)
+        for _ in 0..4 {
+            now += Duration::from_millis(500);
+            rc.on_report(
+                ReceiverReport {
+                    queue_ms: 80,
+                    ..lossy(0.05)
+                },
+                now,
+            );
+        }
+        assert!(rc.bitrate() <= 190_000, "under the link: {}", rc.bitrate());
     }
 
     #[test]
