@@ -669,9 +669,25 @@ pub fn to_bgr_into(f: &VideoFrame, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
+/// PSNR of one plane against another of the same length, in dB (99 for equal planes).
+#[cfg(test)]
+pub(crate) fn plane_psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let se: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (i64::from(x) - i64::from(y)).pow(2) as u64)
+        .sum();
+    if se == 0 {
+        return 99.0;
+    }
+    10.0 * (255.0f64 * 255.0 * a.len() as f64 / se as f64).log10()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plane_psnr as psnr;
 
     /// A textured scene that pans and has objects moving across it: real motion for the
     /// encoder's motion search, and detail for the rate control to spend bits on.
@@ -715,19 +731,6 @@ mod tests {
             capture_us: t as u64,
             format: PixelFormat::Bgr,
         }
-    }
-
-    fn psnr(a: &[u8], b: &[u8]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let se: u64 = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| (i64::from(x) - i64::from(y)).pow(2) as u64)
-            .sum();
-        if se == 0 {
-            return 99.0;
-        }
-        10.0 * (255.0f64 * 255.0 * a.len() as f64 / se as f64).log10()
     }
 
     /// NAL unit types in an Annex-B access unit.

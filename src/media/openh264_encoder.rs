@@ -322,7 +322,7 @@ fn dim(v: u32) -> Result<i32, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::h264::{bgr_to_i420, H264Decoder};
+    use crate::media::h264::{bgr_to_i420, plane_psnr, H264Decoder};
     use crate::media::pattern::TestPattern;
 
     fn grey(w: u32, h: u32, t: u8) -> I420Frame {
@@ -414,7 +414,7 @@ mod tests {
                 let shown = dec.decode_i420(&au).expect("decode");
                 if t >= 30 {
                     bytes += au.len();
-                    worst = worst.min(psnr_y(&picture.y, &shown.y));
+                    worst = worst.min(plane_psnr(&picture.y, &shown.y));
                 }
             }
             (bytes / 30, worst)
@@ -427,16 +427,6 @@ mod tests {
             "{floored} B a picture with the floor, {free} B without"
         );
         assert!(floored_db >= 45.0, "worst Y-PSNR {floored_db:.1} dB");
-    }
-
-    fn psnr_y(a: &[u8], b: &[u8]) -> f64 {
-        let se: u64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| u64::from(x.abs_diff(*y)).pow(2))
-            .sum();
-        let mse = se as f64 / a.len() as f64;
-        10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
     }
 
     #[test]
