@@ -362,7 +362,7 @@ fn mjpeg(c: &mut Corpus) {
         ("33x17_q90", 33, 17, 90),
     ] {
         let frame = TestPattern::new(w, h).render(1, 2);
-        let jpeg = MjpegEncoder::new(q)
+        let jpeg = MjpegEncoder::new(q, 30)
             .encode(&frame, true)
             .expect("encode")
             .data;
