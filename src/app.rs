@@ -312,6 +312,7 @@ impl App {
             bitrate_probed: false,
             rate,
             parity: Default::default(),
+            fps: opts.fps,
             told_version: false,
             known_peers: keys.known_peers(),
             keys,

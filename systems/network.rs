@@ -41,6 +41,8 @@ pub struct Network {
     pub rate: RateController,
     /// How much parity goes with our video, steered by the loss the peer reports.
     pub parity: ParityPolicy,
+    /// The camera's frames a second (the parity's share depends on a frame's size).
+    pub fps: u32,
     /// Whether a datagram of another protocol version was reported (once: a stranger could
     /// send any number of them).
     pub told_version: bool,
@@ -551,8 +553,10 @@ pub fn network(
         net.new_bitrate = Some(bps);
     }
     if let Some(bps) = net.new_bitrate.take() {
-        // the parity takes its share of the target
-        feedback.target_bitrate = Some((f64::from(bps) * net.parity.media_share()) as u32);
+        // the parity takes its share of the target (more of it for frames of few fragments)
+        let frame_bytes = (bps / 8 / net.fps.max(1)) as usize;
+        feedback.target_bitrate =
+            Some((f64::from(bps) * net.parity.media_share(frame_bytes)) as u32);
         feedback.bitrate_probed = std::mem::take(&mut net.bitrate_probed);
     }
     stats.video_bitrate = net.rate.bitrate();

@@ -443,7 +443,7 @@ impl Reassembler {
         if p.layout.is_some_and(|l| l != layout)
             || block >= blocks_for(count)
             || shard >= shards
-            || shards > super::parity::data_in_block(count, block)
+            || shards > super::parity::max_parity(super::parity::data_in_block(count, block))
             || (known != 0 && known != shards)
         {
             self.stats.inconsistent += 1;

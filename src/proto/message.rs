@@ -679,7 +679,10 @@ fn validate_parity(p: &ParityFragment) -> Result<(), ProtoError> {
         return Err(ProtoError::Invalid("parity block"));
     }
     let data = super::parity::data_in_block(usize::from(p.count), block);
-    if p.shards == 0 || usize::from(p.shards) > data || p.shard >= p.shards {
+    if p.shards == 0
+        || usize::from(p.shards) > super::parity::max_parity(data)
+        || p.shard >= p.shards
+    {
         return Err(ProtoError::Invalid("parity shard"));
     }
     if p.payload.is_empty() || p.payload.len() > MAX_FRAGMENT_PAYLOAD {
