@@ -48,7 +48,7 @@ pub fn unrecoverable(data: usize, parity: usize, loss: f64) -> f64 {
 const HEAVY_DESIGN_LOSS: f64 = 0.06;
 
 /// Blocks parity may fail to rebuild at the loss its group size is chosen for: about one
-/// frame in a thousand, a few a minute at 30 fps. Each costs a round trip and holds the
+/// frame in a thousand, about two a minute at 30 fps. Each costs a round trip and holds the
 /// frames behind it (at 5 % loss with 30±10 ms each way, four pictures 60–150 ms late).
 const RESIDUAL: f64 = 0.001;
 
