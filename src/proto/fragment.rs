@@ -71,12 +71,17 @@ pub fn fragment_frame(meta: FrameMeta, data: &[u8]) -> Result<Vec<VideoFragment>
         .collect())
 }
 
+/// Fragments a frame of `len` bytes is cut into (see [`cut`]).
+pub(crate) fn fragment_count(len: usize) -> usize {
+    len.div_ceil(MAX_FRAGMENT_PAYLOAD)
+}
+
 /// How a frame is cut: the number of fragments and the size of all but the last.
 pub(crate) fn cut(data: &[u8]) -> Result<(usize, usize), ProtoError> {
     if data.is_empty() {
         return Err(ProtoError::Invalid("empty frame"));
     }
-    let count = data.len().div_ceil(MAX_FRAGMENT_PAYLOAD);
+    let count = fragment_count(data.len());
     if count > MAX_FRAGMENTS as usize {
         return Err(ProtoError::Oversized(data.len()));
     }

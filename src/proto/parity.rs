@@ -4,7 +4,7 @@
 
 use reed_solomon_erasure::galois_8::ReedSolomon;
 
-use super::fragment::{cut, FrameMeta};
+use super::fragment::{cut, fragment_count, FrameMeta};
 use super::message::ParityFragment;
 use super::ProtoError;
 
@@ -215,9 +215,7 @@ impl ParityPolicy {
     /// of about `frame_bytes` (the bitrate's share of one frame).
     pub fn media_share(&self, frame_bytes: usize) -> f64 {
         self.group.map_or(1.0, |g| {
-            let n = frame_bytes
-                .div_ceil(super::message::MAX_FRAGMENT_PAYLOAD)
-                .clamp(1, BLOCK_DATA);
+            let n = fragment_count(frame_bytes).clamp(1, BLOCK_DATA);
             n as f64 / (n + parity_shards(n, g)) as f64
         })
     }
