@@ -426,9 +426,16 @@ pub fn play_audio(
     }
     let margin_ms = rx.margin.update(clock.now, underruns);
     // pictures that come later than the sound may: the sound waits for them
-    let wait = rx
-        .wait
-        .update(clock.now, sync.0.sound_shortfall_us(clock.now));
+    let shortfall = sync.0.sound_shortfall_us(clock.now);
+    let wait = rx.wait.update(clock.now, shortfall);
+    if wait.as_secs_f64() * 1000.0 != stats.audio_wait_ms {
+        tracing::debug!(
+            shortfall_us = shortfall,
+            audio_us = sync.0.audio_delay_us(clock.now),
+            "the sound waits {} ms for pictures",
+            wait.as_millis()
+        );
+    }
     rx.jitter.set_extra_delay(wait);
     stats.audio_wait_ms = wait.as_secs_f64() * 1000.0;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

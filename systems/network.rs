@@ -325,7 +325,7 @@ impl Network {
                     path_kbps,
                     echo,
                 } => {
-                    self.pacer.on_path(path_kbps);
+                    self.pacer.on_path(path_kbps, now);
                     tracing::debug!(path_kbps, paced = ?self.pacer.path_bps(), "path timed");
                     if let Some((frame_id, held_ms)) = echo {
                         if let Some(at) = self.history.sent_at(frame_id) {
@@ -367,11 +367,15 @@ impl Network {
                         continue;
                     };
                     let changed = self.rate.on_probe(found.bps, found.full, now);
+                    if found.slowed {
+                        self.pacer.on_path(found.bps / 1000, now);
+                    }
                     tracing::info!(
                         cluster = r.cluster,
                         kbps = r.kbps,
                         even = r.even,
                         full = found.full,
+                        slowed = found.slowed,
                         ?changed,
                         "probe: the path carries {} bit/s",
                         found.bps
@@ -575,7 +579,7 @@ pub fn network(
                 }
                 participant.name = addr.to_string();
                 // a new call's path is timed anew
-                net.pacer.on_path(0);
+                net.pacer.forget_path();
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
@@ -584,7 +588,7 @@ pub fn network(
             }
             SessionEvent::Resumed => {
                 // the path may have changed while it was down
-                net.pacer.on_path(0);
+                net.pacer.forget_path();
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 feedback.send_keyframe = true;
             }

@@ -72,6 +72,9 @@ pub struct Found {
     pub bps: u32,
     /// The burst was spread out: `bps` is the path's rate, no more.
     pub full: bool,
+    /// The burst came in evenly and slower than it went: `bps` is about the path's rate
+    /// (video is paced to it), though perhaps not all the room there is.
+    pub slowed: bool,
 }
 
 /// The sender's side: sends the bursts and reads the receiver's results.
@@ -159,6 +162,7 @@ impl Prober {
         Some(Found {
             bps: got,
             full: even && f64::from(got) <= f64::from(b.bps) * SPREAD,
+            slowed: even && f64::from(got) < f64::from(b.bps) * GOT_THROUGH,
         })
     }
 }
@@ -335,7 +339,7 @@ mod tests {
         // 2.4, 4.8, then 6.9 Mbit/s (a quarter over the most): each gets through
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found[2].bps >= 5_500_000, "room for all of it: {found:?}");
-        assert!(found.iter().all(|f| !f.full), "{found:?}");
+        assert!(found.iter().all(|f| !f.full && !f.slowed), "{found:?}");
     }
 
     #[test]
@@ -353,7 +357,7 @@ mod tests {
             (900_000..=1_150_000).contains(&found[0].bps),
             "about the path's rate: {found:?}"
         );
-        assert!(found[0].full);
+        assert!(found[0].full && found[0].slowed);
         // a path between two bursts' rates: the second is spread out
         let found = probe_path(
             800_000,
@@ -375,7 +379,7 @@ mod tests {
             Duration::from_millis(20),
         );
         assert!(
-            !found.is_empty() && found.iter().all(|f| !f.full),
+            !found.is_empty() && found.iter().all(|f| !f.full && !f.slowed),
             "{found:?}"
         );
         // a path a little slower than a burst stops the probing without calling it full
@@ -387,7 +391,7 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(!found[0].full, "{found:?}");
+        assert!(!found[0].full && found[0].slowed, "{found:?}");
     }
 
     #[test]
@@ -407,7 +411,8 @@ mod tests {
             p.on_result(t, 1_500_000, now),
             Some(Found {
                 bps: 1_500_000,
-                full: false
+                full: false,
+                slowed: false,
             })
         );
         assert!(p.probing(), "and a faster burst follows");

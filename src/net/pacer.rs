@@ -8,7 +8,11 @@
 //! while it drains waits behind all of it: under a 1 Mbit/s cap a 480p frame with its parity
 //! took 11-28 ms, and the sound's jitter buffer had to cover that. There the video goes out
 //! one datagram at a time, a little over the path's rate: the frame takes as long as before,
-//! and sound waits behind one fragment at most.
+//! and sound waits behind one fragment at most. The path is timed by the receiver's reports
+//! and by the start-of-call probe (a burst that came in slower than it went), and a report
+//! that cannot time it (frames of one datagram) leaves it paced for a second more: under a
+//! 1 Mbit/s cap the call's first keyframe and its first frames with parity then no longer
+//! hold the sound up by 10-30 ms, which the sound's jitter buffer used to cover for seconds.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -26,6 +30,11 @@ const OVER_PATH: f64 = 1.15;
 /// Paced to a path, video never goes slower than this multiple of its bitrate: the queue of
 /// a bitrate over the path must build at the bottleneck, where the receiver sees it.
 const OVER_BITRATE: f64 = 1.1;
+/// A path timed slow stays paced to this long after its last timing while reports cannot
+/// tell its rate (frames of one datagram cannot be timed): a frame and its parity sent at
+/// once still queue there, and the sound behind them. Under a 1 Mbit/s cap the sound's
+/// first second came up to 30 ms late when every untimed report stopped the pacing.
+const PATH_HOLD: Duration = Duration::from_secs(1);
 
 /// Bytes held at most; beyond it datagrams are dropped (and counted): the encoder is far over
 /// its target and the receiver will ask again for what it misses.
@@ -46,8 +55,9 @@ pub struct Pacer {
     dropped: u64,
     /// The bitrate target, bit/s.
     bps: u32,
-    /// The path's rate as the receiver timed it, bytes/s, while it is slower than the pace.
-    path: Option<f64>,
+    /// The path's rate as the receiver timed it, bytes/s, while it is slower than the pace;
+    /// with when it was timed.
+    path: Option<(f64, Instant)>,
 }
 
 impl Pacer {
@@ -71,24 +81,33 @@ impl Pacer {
 
     /// The pacing rate, bytes/s.
     fn rate(&self) -> f64 {
-        pace_rate(self.bps, self.path)
+        pace_rate(self.bps, self.path.map(|(p, _)| p))
     }
 
-    /// The receiver timed our frames coming in at `kbps` (0: it could not tell a path's rate:
-    /// too few frames of two fragments or more, or spread at random by jitter).
-    pub fn on_path(&mut self, kbps: u32) {
+    /// The receiver timed our frames coming in at `kbps` at `now` (0: it could not tell a
+    /// path's rate: too few frames of two datagrams or more, or spread at random by jitter;
+    /// a path timed slow in the last [`PATH_HOLD`] stays paced to). A start-of-call probe
+    /// that came in slower than it went times the path too.
+    pub fn on_path(&mut self, kbps: u32, now: Instant) {
         if kbps == 0 {
-            self.path = None;
+            self.path = self
+                .path
+                .filter(|(_, at)| now.saturating_duration_since(*at) < PATH_HOLD);
             return;
         }
         let timed = f64::from(kbps) * 1000.0 / 8.0;
         // sent at once, a frame goes as fast as the path takes it: compare with the pace
-        self.path = (timed < self.rate() * PATH_BELOW).then_some(timed);
+        self.path = (timed < self.rate() * PATH_BELOW).then_some((timed, now));
+    }
+
+    /// Forgets the path's rate (a new call, or one resumed on a path that may have changed).
+    pub fn forget_path(&mut self) {
+        self.path = None;
     }
 
     /// The path's rate video is paced to, bit/s, if any.
     pub fn path_bps(&self) -> Option<u32> {
-        self.path.map(|p| (p * 8.0) as u32)
+        self.path.map(|(p, _)| (p * 8.0) as u32)
     }
 
     /// Queues a datagram; false when the queue was full and it was dropped.
@@ -230,7 +249,7 @@ mod tests {
         for path_kbps in [0, 600] {
             let (t0, mut p) = (Instant::now(), Pacer::new(1_000_000));
             p.release(t0, |_| {});
-            p.on_path(path_kbps);
+            p.on_path(path_kbps, t0);
             assert_eq!(p.next_due(), None, "nothing queued: nothing due");
             for _ in 0..20 {
                 p.push(vec![0; 1200]);
@@ -254,7 +273,7 @@ mod tests {
             // bucket holds a byte, that millisecond is lost to each datagram)
             let mut q = Pacer::new(1_000_000);
             q.release(t0, |_| {});
-            q.on_path(path_kbps);
+            q.on_path(path_kbps, t0);
             for _ in 0..20 {
                 q.push(vec![0; 1200]);
             }
@@ -323,7 +342,7 @@ mod tests {
     fn on_a_path_slower_than_the_pace_a_frame_goes_a_datagram_at_a_time() {
         let (t0, mut p) = (Instant::now(), Pacer::new(800_000));
         // frames came in at 1 Mbit/s: slower than 2.5 x 800 kbit/s
-        p.on_path(1_000);
+        p.on_path(1_000, t0);
         assert_eq!(p.path_bps(), Some(1_000_000));
         drain(&mut p, t0, 0, 33);
         for _ in 0..3 {
@@ -340,25 +359,34 @@ mod tests {
 
     #[test]
     fn a_path_that_keeps_up_with_the_pace_is_not_paced_to() {
-        let mut p = Pacer::new(800_000);
+        let (t0, mut p) = (Instant::now(), Pacer::new(800_000));
+        let at = |ms| t0 + Duration::from_millis(ms);
         // at once, frames came in at 5 Mbit/s: faster than the pace
-        p.on_path(5_000);
+        p.on_path(5_000, at(0));
         assert_eq!(p.path_bps(), None);
-        // slower: paced to it; no rate told: frames go at once again
-        p.on_path(900);
+        // slower: paced to it; reports that cannot tell keep it for a while, then frames go
+        // at once again
+        p.on_path(900, at(250));
         assert_eq!(p.path_bps(), Some(900_000));
-        p.on_path(0);
+        p.on_path(0, at(500));
+        p.on_path(0, at(1_000));
+        assert_eq!(p.path_bps(), Some(900_000));
+        p.on_path(0, at(250) + PATH_HOLD);
         assert_eq!(p.path_bps(), None);
         // paced, frames come in at the pace: the path may be faster, so send at once again
-        p.on_path(900);
-        p.on_path(1_030);
+        p.on_path(900, at(1_500));
+        p.on_path(1_030, at(1_750));
+        assert_eq!(p.path_bps(), None);
+        // a new call times its path anew
+        p.on_path(900, at(2_000));
+        p.forget_path();
         assert_eq!(p.path_bps(), None);
     }
 
     #[test]
     fn paced_to_a_path_video_still_goes_a_little_over_its_bitrate() {
         let (t0, mut p) = (Instant::now(), Pacer::new(1_000_000));
-        p.on_path(500);
+        p.on_path(500, t0);
         // 1.1 x 1 Mbit/s beats 1.15 x 500 kbit/s: 11 kB take ~80 ms, not ~150
         for _ in 0..10 {
             p.push(vec![0; 1100]);
@@ -415,7 +443,7 @@ mod tests {
                 frames.push((frame, (at / 1000.0) - (frame * 33) as f64));
             }
             if t % 250 == 249 {
-                p.on_path(arrival.report(now).path_kbps);
+                p.on_path(arrival.report(now).path_kbps, now);
             }
         }
         assert!(sent_frame > 80);
@@ -440,5 +468,50 @@ mod tests {
             .map(|f| f.1)
             .fold(0.0, f64::max);
         assert!(slowest < 14.0, "{slowest}");
+    }
+
+    /// The sound's worst wait behind video at a 1 Mbit/s bottleneck over `ms`, with a frame of
+    /// one 900 B datagram and its 900 B parity copy every 33 ms (reports cannot time such
+    /// frames); the path timed at 950 kbit/s at the start when `timed`.
+    fn sound_wait_behind_copies(timed: bool, ms: u64) -> f64 {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(800_000);
+        if timed {
+            p.on_path(950, t0);
+        }
+        let mut link = Bottleneck {
+            bps: 1_000_000.0,
+            free_us: 0.0,
+        };
+        let mut worst = 0.0f64;
+        for t in 0..ms {
+            let now = t0 + Duration::from_millis(t);
+            let t_us = t as f64 * 1000.0;
+            if t % 5 == 0 {
+                let own = 80.0 * 8.0 / link.bps * 1e6;
+                worst = worst.max((link.pass(t_us, 80) - t_us - own) / 1000.0);
+            }
+            if t % 33 == 0 {
+                p.push(vec![0; 900]);
+                p.push(vec![0; 900]);
+            }
+            p.release(now, |d| {
+                link.pass(t_us, d.len());
+            });
+            if t % 250 == 249 {
+                p.on_path(0, now);
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn a_path_timed_slow_stays_paced_while_its_frames_cannot_be_timed() {
+        // sent at once, a frame and its copy hold the sound up for both (14.4 ms)...
+        let unpaced = sound_wait_behind_copies(false, 900);
+        assert!(unpaced > 12.0, "{unpaced}");
+        // ...paced to the path the probe timed, for one datagram at most (7.2 ms)
+        let paced = sound_wait_behind_copies(true, 900);
+        assert!(paced < 8.0, "{paced}");
     }
 }
