@@ -109,7 +109,7 @@ pub struct Options {
     pub audio_buffer_ms: u32,
 
     /// How much later than the picture the peer's sound may be heard, in ms, before the
-    /// picture waits for it (lip sync); pictures more than 10 ms later than their sound make
+    /// picture waits for it (lip sync); pictures more than 5 ms later than their sound make
     /// the sound wait instead (up to 100 ms). `off` does neither.
     #[arg(long, value_name = "MS", default_value = "18", value_parser = parse_lip_sync)]
     pub lip_sync: LipSyncLag,

@@ -26,11 +26,12 @@ const VIDEO_SMOOTHING: f64 = 0.05;
 /// The pictures' delay is trusted for this long after the last one.
 const VIDEO_FRESH: Duration = Duration::from_secs(1);
 /// How far the sound may come before its picture: the sound waits for pictures later than
-/// this (see [`LipSync::sound_shortfall_us`]). Half the ±20 ms the two may be apart: the wait
-/// moves once a second and leaves a few milliseconds either way alone, and at 15 ms the
-/// sound of 720p MJPEG under a 1 Mbit/s cap in windows came 14–22 ms before its picture
-/// (16–18 ms at 10, three alternating runs each).
-pub const MAX_LEAD: Duration = Duration::from_millis(10);
+/// this (see [`LipSync::sound_shortfall_us`]). A quarter of the ±20 ms the two may be apart:
+/// the wait moves once a second by half what is missing and leaves a few milliseconds either
+/// way alone, so over a call it stays short of its aim. The sound of 720p MJPEG under a 1
+/// Mbit/s cap in windows came 14–22 ms before its picture at 15, 16–21 ms at 10, and 9–10 ms
+/// before or 8 ms after at 5 (three alternating runs each).
+pub const MAX_LEAD: Duration = Duration::from_millis(5);
 
 /// The sound's delay and the pictures waiting for it.
 #[derive(Debug)]
@@ -199,8 +200,8 @@ mod tests {
         // sound heard 30 ms after capture
         let mut s = with_sound(30, now);
         assert_eq!(s.sound_shortfall_us(now), None, "no pictures yet");
-        // pictures ready 60 ms after capture: the sound may come 10 ms before them, so it
-        // should wait 60 - 10 - 30 = 20 ms longer
+        // pictures ready 60 ms after capture: the sound may come 5 ms before them, so it
+        // should wait 60 - 5 - 30 = 25 ms longer
         for i in 0..40u64 {
             let cap = (2_000 + 33 * i) * MS;
             assert!(
@@ -208,11 +209,11 @@ mod tests {
                 "never held"
             );
         }
-        assert_eq!(s.sound_shortfall_us(now), Some(20 * MS as i64));
+        assert_eq!(s.sound_shortfall_us(now), Some(25 * MS as i64));
         // early pictures: the sound could come sooner (and the pictures are held instead)
         let mut s = with_sound(30, now);
         s.push(1, 2_000 * MS, 2_005 * MS, now);
-        assert_eq!(s.sound_shortfall_us(now), Some(-35 * MS as i64));
+        assert_eq!(s.sound_shortfall_us(now), Some(-30 * MS as i64));
         // pictures stopped a while ago, or lip sync is off: nothing to say
         assert_eq!(s.sound_shortfall_us(now + VIDEO_FRESH), None);
         let mut off = LipSync::new(None);
