@@ -326,7 +326,12 @@ impl Network {
                     echo,
                 } => {
                     self.pacer.on_path(path_kbps, now);
-                    tracing::debug!(path_kbps, paced = ?self.pacer.path_bps(), "path timed");
+                    tracing::debug!(
+                        path_kbps,
+                        paced = ?self.pacer.path_bps(),
+                        loss_permille,
+                        "report"
+                    );
                     if let Some((frame_id, held_ms)) = echo {
                         if let Some(at) = self.history.sent_at(frame_id) {
                             let rtt = now.saturating_duration_since(at).as_secs_f64() * 1000.0
