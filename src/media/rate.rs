@@ -149,7 +149,7 @@ impl RateController {
     }
 
     /// A probe found that the path carries `bps` now (`full`: and no more). The target
-    /// jumps up to [`HEADROOM`] of it, and a path found full is known as full, as if a report
+    /// jumps up to 90 % of it, and a path found full is known as full, as if a report
     /// had found it so: the slow start would only overshoot it. A step that turns out too
     /// far is undone like any other. Returns the new target when it changed.
     pub fn on_probe(&mut self, bps: u32, full: bool, now: Instant) -> Option<u32> {

@@ -54,7 +54,7 @@ const RESIDUAL: f64 = 0.001;
 
 /// Parity shards for a block of `data` fragments: one for every `group_size` (rounded up),
 /// and in groups smaller than light ones (heavy loss) more for small blocks, where that
-/// leaves more than [`RESIDUAL`] of them unrebuilt at [`HEAVY_DESIGN_LOSS`]. One shard for a
+/// leaves more than one in a thousand of them unrebuilt at 6 % loss. One shard for a
 /// one-fragment frame is a copy, and both are lost one time in 400 at 5 % loss: half of the
 /// e2e bench's 10 s calls under 5 % loss had such a picture, shown 100–150 ms late with the
 /// three behind it waiting for it. Light groups (the start of a call, and light loss) stay
@@ -171,12 +171,13 @@ pub fn fragment_len(frame_len: u32, count: u16, piece: usize, index: usize) -> O
 /// share, and pays off when so many frames lose a fragment that waiting a round trip for
 /// each would stall the picture often.
 ///
-/// More parity follows the reported loss at once; less only once a slow average agrees too:
-/// a report covers a quarter second of a few dozen fragments, so at 5 % random loss the
-/// smoothed figure swings between 2 and 6 %, and following it down would drop the parity
-/// just before the frames that needed it. A call starts with light parity, until the link
-/// has shown it is clean (about 2 s): the first second of a call on a lossy link is when
-/// the picture should come up.
+/// More parity follows the reported loss at once; less only once a slow average agrees too,
+/// and heavy parity only 5 s after the last report of loss: a report covers a quarter second
+/// of a few dozen fragments (at 480p a handful), so at 5 % random loss the smoothed figure
+/// swings between 0 and 6 %, and following it down would drop the parity just before the
+/// frames that needed it. A call starts with light parity, until the link has shown it is
+/// clean (about 2 s): the first second of a call on a lossy link is when the picture should
+/// come up.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ParityPolicy {
     group: Option<usize>,
@@ -240,7 +241,7 @@ impl ParityPolicy {
         };
         self.slow += SLOW_WEIGHT * (loss - self.slow);
         let high = loss.max(self.slow);
-        // heavy loss starts the hold; while groups are heavy, any report of a loss renews it
+        // heavy loss starts the hold; while groups are heavy, a report over LIGHT_LOSS renews it
         self.heavy_hold =
             if loss >= HEAVY_LOSS || (self.group == Some(HEAVY_GROUP) && loss >= LIGHT_LOSS) {
                 HEAVY_HOLD_REPORTS
