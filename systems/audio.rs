@@ -427,8 +427,9 @@ pub fn play_audio(
     let margin_ms = rx.margin.update(clock.now, underruns);
     // pictures that come later than the sound may: the sound waits for them
     let shortfall = sync.0.sound_shortfall_us(clock.now);
+    let before = rx.wait.extra();
     let wait = rx.wait.update(clock.now, shortfall);
-    if wait.as_secs_f64() * 1000.0 != stats.audio_wait_ms {
+    if wait != before {
         tracing::debug!(
             shortfall_us = shortfall,
             audio_us = sync.0.audio_delay_us(clock.now),
