@@ -68,6 +68,9 @@ pub struct CallStats {
     pub frames_sent: u64,
     /// Pictures not encoded because the encoder was still busy with the one before.
     pub frames_not_encoded: u64,
+    /// Pictures not encoded because the video queued for the link would have held them up
+    /// (see `systems::encode`).
+    pub frames_held_back: u64,
     /// Frames completely received.
     pub frames_received: u64,
     /// Remote frames decoded and shown.
@@ -194,6 +197,8 @@ pub struct StatsLine {
     pub frames_sent: u64,
     /// See [`CallStats`].
     pub frames_not_encoded: u64,
+    /// See [`CallStats`].
+    pub frames_held_back: u64,
     /// See [`CallStats`].
     pub frames_received: u64,
     /// See [`CallStats`].

@@ -407,6 +407,7 @@ pub fn stats_line(
         frames_captured: stats.frames_captured,
         frames_sent: stats.frames_sent,
         frames_not_encoded: stats.frames_not_encoded,
+        frames_held_back: stats.frames_held_back,
         frames_received: stats.frames_received,
         frames_shown: stats.frames_shown,
         frames_dropped: r.abandoned + stats.decode_errors + stats.frames_skipped,

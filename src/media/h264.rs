@@ -315,6 +315,8 @@ pub struct H264Encoder {
     frames_since_idr: u32,
     safety_interval: u32,
     yuv: I420Frame,
+    /// No picture coded since the encoder was made.
+    fresh: bool,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -358,6 +360,7 @@ impl H264Encoder {
             frames_since_idr: 0,
             safety_interval: (fps * SAFETY_KEYFRAME_SECS).round() as u32,
             yuv: I420Frame::new(width, height),
+            fresh: true,
         })
     }
 
@@ -395,6 +398,7 @@ impl H264Encoder {
         self.width = width;
         self.height = height;
         self.frames_since_idr = 0;
+        self.fresh = true;
         Ok(())
     }
 }
@@ -469,7 +473,12 @@ impl VideoEncoder for H264Encoder {
         let mut data = Vec::new();
         // every layer and NAL unit (SPS/PPS first on an IDR), each with its Annex-B start code:
         // one access unit the decoder takes as one packet
-        let coded = self.inner.encode(&self.yuv, &mut data)?;
+        let coded = if std::mem::take(&mut self.fresh) {
+            self.inner
+                .encode_first(&self.yuv, self.bitrate_bps, self.fps, &mut data)?
+        } else {
+            self.inner.encode(&self.yuv, &mut data)?
+        };
         match coded {
             Coded::Idr => self.frames_since_idr = 0,
             Coded::Intra | Coded::Predicted => self.frames_since_idr += 1,
