@@ -474,8 +474,24 @@ impl VideoEncoder for H264Encoder {
         // every layer and NAL unit (SPS/PPS first on an IDR), each with its Annex-B start code:
         // one access unit the decoder takes as one packet
         let coded = if std::mem::take(&mut self.fresh) {
-            self.inner
-                .encode_first(&self.yuv, self.bitrate_bps, self.fps, &mut data)?
+            let first =
+                self.inner
+                    .encode_first(&self.yuv, self.bitrate_bps, self.fps, &mut data)?;
+            match first {
+                Some(coded) => coded,
+                None => {
+                    // the finer keyframe came out over its budget, and set this encoder up
+                    // for it: a new one codes the picture as usual
+                    self.inner = make_encoder(
+                        self.width,
+                        self.height,
+                        self.fps,
+                        self.bitrate_bps,
+                        self.slices,
+                    )?;
+                    self.inner.encode(&self.yuv, &mut data)?
+                }
+            }
         } else {
             self.inner.encode(&self.yuv, &mut data)?
         };

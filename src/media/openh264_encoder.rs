@@ -44,11 +44,6 @@ pub const WARM_UP_PICTURES: usize = 8;
 /// 4 pictures.
 pub const IDR_BUDGET_FRAMES: f64 = 4.0;
 
-/// How far above the floor a new encoder's first IDR may be held by its budget for it to be
-/// coded at the quantiser the rate control settles at ([`RawEncoder::encode_first`]): one
-/// step of the rate control's.
-pub const IDR_SLACK_QP: i32 = 3;
-
 /// What kind of picture the encoder made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coded {
@@ -96,8 +91,6 @@ pub struct RawEncoder {
     info: Box<SFrameBSInfo>,
     width: u32,
     height: u32,
-    /// The finest quantiser the rate control may pick.
-    min_qp: i32,
 }
 
 // SAFETY: an OpenH264 encoder has no thread affinity; `&mut self` keeps its use serial.
@@ -121,7 +114,6 @@ impl RawEncoder {
             info: Box::default(),
             width: setup.width,
             height: setup.height,
-            min_qp: setup.min_qp,
         };
         // OpenH264 warns on stderr at set-up that bitrate control "can't" work without
         // skipping (it does: measured within 1 %); the trace level can be set before set-up
@@ -274,46 +266,48 @@ impl RawEncoder {
     /// to use, rather than the one OpenH264 picks from a table of bits per pixel and then
     /// lowers at most 3 a picture, each time spending up to a picture's budget (480p at 0.8
     /// Mbit/s on the test pattern: an IDR at QP 30, then five pictures of 1.3-2.8 kB where the
-    /// ones after take 0.5-0.8 kB).
+    /// ones after take 0.5-0.8 kB; 720p at 0.8 Mbit/s: QP 34, and the rate control never gets
+    /// under QP 30, spending 3.3 kB on every picture where 1 kB would do at QP 18).
     ///
-    /// The IDR may take at most [`IDR_BUDGET_FRAMES`] pictures' budget, its size guessed from
-    /// the usual IDR's by doubling every 6 QP finer. Only where that budget lets it come within
-    /// [`IDR_SLACK_QP`] of the floor is the picture coded again, up to [`WARM_UP_PICTURES`]
-    /// times with the rate control on and thrown away, until the quantiser stops falling; the
-    /// IDR that is kept is coded at that quantiser, the rate control off for it. Elsewhere the
-    /// usual IDR is kept: a noisy camera picture (the usual IDR is already over the budget;
-    /// coded again the picture costs nothing and the quantiser would fall to the floor) or a
-    /// budget that holds the IDR far above where the quantiser settles (720p at 0.8 Mbit/s:
-    /// the pictures after such an IDR spent 4.4-4.8 kB each refining it, over their budget).
+    /// The picture is coded as usual, then again up to [`WARM_UP_PICTURES`] times as P-frames
+    /// that are thrown away, until the quantiser stops falling, and the IDR kept is coded at
+    /// that quantiser with the rate control off for it. Either IDR may take at most
+    /// [`IDR_BUDGET_FRAMES`] pictures' budget: where the usual one is already over it (a noisy
+    /// camera picture, whose copies code to nothing, so that the quantiser would fall to the
+    /// floor), it is kept and nothing is coded again. `None` says the finer IDR came out over
+    /// the budget: it is not kept, and this encoder, its rate control and its reference picture
+    /// now set for it, is spoilt: a new encoder codes the picture as usual.
     pub fn encode_first(
         &mut self,
         yuv: &I420Frame,
         bitrate_bps: u32,
         fps: f32,
         out: &mut Vec<u8>,
-    ) -> Result<Coded, CodecError> {
-        let mut usual = Vec::new();
-        let coded = self.encode(yuv, &mut usual)?;
-        let (first_qp, first_bytes) = (self.last_qp()?, usual.len().max(1));
+    ) -> Result<Option<Coded>, CodecError> {
         let budget = f64::from(bitrate_bps) / 8.0 / f64::from(fps.max(1.0)) * IDR_BUDGET_FRAMES;
-        let doublings = (budget / first_bytes as f64).log2().max(0.0);
-        let finest = first_qp - (doublings * 6.0).floor() as i32;
-        if finest >= first_qp || finest > self.min_qp + IDR_SLACK_QP {
-            out.extend_from_slice(&usual);
-            return Ok(coded);
+        let mut coded = Vec::new();
+        let usual = self.encode(yuv, &mut coded)?;
+        if coded.len() as f64 >= budget {
+            out.extend_from_slice(&coded);
+            return Ok(Some(usual));
         }
-        let mut qp = first_qp;
-        let mut scratch = Vec::new();
+        let mut qp = self.last_qp()?;
         for _ in 1..WARM_UP_PICTURES {
-            scratch.clear();
-            self.encode(yuv, &mut scratch)?;
+            coded.clear();
+            self.encode(yuv, &mut coded)?;
             let now = self.last_qp()?;
             if now >= qp {
                 break;
             }
             qp = now;
         }
-        self.encode_idr_at(qp.max(finest), yuv, out)
+        coded.clear();
+        let finer = self.encode_idr_at(qp, yuv, &mut coded)?;
+        if coded.len() as f64 > budget {
+            return Ok(None);
+        }
+        out.extend_from_slice(&coded);
+        Ok(Some(finer))
     }
 
     /// Codes `yuv` as an IDR at quantiser `qp`, the rate control off for this one picture
@@ -587,7 +581,7 @@ mod tests {
     }
 
     /// Sizes of `pictures` coded by a new encoder at `bps`, the first with `encode_first` if
-    /// `first`, each checked to decode.
+    /// `first` (by a second new encoder where that says so), each checked to decode.
     fn coded_sizes(pictures: &[I420Frame], bps: i32, first: bool) -> Vec<usize> {
         let (w, h) = (pictures[0].width, pictures[0].height);
         let setup = Setup {
@@ -604,8 +598,16 @@ mod tests {
         for (t, picture) in pictures.iter().enumerate() {
             let mut au = Vec::new();
             let coded = if t == 0 && first {
-                enc.encode_first(picture, bps as u32, 30.0, &mut au)
+                match enc
+                    .encode_first(picture, bps as u32, 30.0, &mut au)
                     .expect("first")
+                {
+                    Some(coded) => coded,
+                    None => {
+                        enc = RawEncoder::new(&setup).expect("encoder");
+                        enc.encode(picture, &mut au).expect("encode")
+                    }
+                }
             } else {
                 enc.encode(picture, &mut au).expect("encode")
             };
@@ -626,7 +628,7 @@ mod tests {
         let clean = pictures(640, 480, 8, false);
         let usual = coded_sizes(&clean, 800_000, false);
         let first = coded_sizes(&clean, 800_000, true);
-        eprintln!("usual {usual:?}\nfirst {first:?}");
+        eprintln!("480p usual {usual:?}\n480p first {first:?}");
         let budget = 800_000 / 8 / 30 * IDR_BUDGET_FRAMES as usize;
         assert!(first[0] > usual[0] && first[0] <= budget, "{first:?}");
         let most = |s: &[usize]| s[1..6].iter().copied().max().unwrap_or(0);
@@ -638,6 +640,16 @@ mod tests {
         );
         let sum = |s: &[usize]| s.iter().sum::<usize>();
         assert!(sum(&first) < sum(&usual), "{first:?} against {usual:?}");
+        // 720p at 0.8 Mbit/s: left to itself the rate control stays at QP 30 or over and
+        // spends its 3.3 kB on every picture
+        let wide = pictures(1280, 720, 8, false);
+        let usual = coded_sizes(&wide, 800_000, false);
+        let first = coded_sizes(&wide, 800_000, true);
+        eprintln!("720p usual {usual:?}\n720p first {first:?}");
+        assert!(
+            sum(&first[1..]) * 2 < sum(&usual[1..]),
+            "{first:?} against {usual:?}"
+        );
     }
 
     #[test]
@@ -649,12 +661,25 @@ mod tests {
             coded_sizes(&noisy, 800_000, true),
             coded_sizes(&noisy, 800_000, false)
         );
-        // 720p at 0.8 Mbit/s on the test pattern: the budget would hold the IDR at QP 26, far
-        // above where the quantiser settles
+        // 720p at 0.4 Mbit/s: the usual IDR (5.3 kB) fits four pictures' 6.7 kB, the one at
+        // the settled quantiser (9.9 kB) does not; a new encoder codes the picture as usual
         let wide = pictures(1280, 720, 3, false);
+        let setup = Setup {
+            width: 1280,
+            height: 720,
+            fps: 30.0,
+            bitrate_bps: 400_000,
+            slices: 1,
+            min_qp: MIN_QP,
+        };
+        let mut enc = RawEncoder::new(&setup).expect("encoder");
+        let mut au = Vec::new();
+        let first = enc.encode_first(&wide[0], 400_000, 30.0, &mut au);
+        assert!(matches!(first, Ok(None)), "{first:?}");
+        assert!(au.is_empty());
         assert_eq!(
-            coded_sizes(&wide, 800_000, true),
-            coded_sizes(&wide, 800_000, false)
+            coded_sizes(&wide, 400_000, true),
+            coded_sizes(&wide, 400_000, false)
         );
     }
 
