@@ -188,12 +188,15 @@ pub fn encode(
     let this_one = encoder
         .camera_frames
         .is_multiple_of(u64::from(step.divisor.max(1)));
-    let new_picture = sending && local.fresh && this_one && local.frame.is_some();
+    let new_picture = local
+        .frame
+        .as_ref()
+        .filter(|_| sending && local.fresh && this_one);
     let queued = stats.pacer_queue_ms > HOLD_BACK_SHARE * 1000.0 / stats.video_fps.max(1.0);
-    if new_picture && queued {
+    if new_picture.is_some() && queued {
         stats.frames_held_back += 1;
     }
-    if let (true, Some(frame)) = (new_picture && !queued, &local.frame) {
+    if let Some(frame) = new_picture.filter(|_| !queued) {
         let job = Job {
             frame: Arc::clone(frame),
             size: step.size,
