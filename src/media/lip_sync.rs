@@ -26,12 +26,14 @@ const VIDEO_SMOOTHING: f64 = 0.05;
 /// The pictures' delay is trusted for this long after the last one.
 const VIDEO_FRESH: Duration = Duration::from_secs(1);
 /// How far the sound may come before its picture: the sound waits for pictures later than
-/// this (see [`LipSync::sound_shortfall_us`]). A quarter of the ±20 ms the two may be apart:
-/// the wait moves once a second by half what is missing and leaves a few milliseconds either
-/// way alone, so over a call it stays short of its aim. The sound of 720p MJPEG under a 1
-/// Mbit/s cap in windows came 14–22 ms before its picture at 15, 16–21 ms at 10, and 9–10 ms
-/// before or 8 ms after at 5 (three alternating runs each).
-pub const MAX_LEAD: Duration = Duration::from_millis(5);
+/// this (see [`LipSync::sound_shortfall_us`]). None at all: the wait moves by half what is
+/// missing and leaves a few milliseconds either way alone, the sound's delay as estimated is
+/// 4–5 ms over what clicks measure and the pictures' leaves out the window's draw, so aimed at
+/// nothing the sound still comes a little before its picture. The sound of 720p MJPEG under
+/// a 1 Mbit/s cap in windows came 14–22 ms before its picture at 15, 16–21 ms at 10, 9–10 ms
+/// before or 8 ms after at 5, and, with the wait moving twice a second, 18–21 ms before at 5
+/// against 11–16 ms at 0 (three alternating runs each; 720p H.264 there 8 against 1–5 ms).
+pub const MAX_LEAD: Duration = Duration::ZERO;
 
 /// The sound's delay and the pictures waiting for it.
 #[derive(Debug)]
@@ -200,8 +202,8 @@ mod tests {
         // sound heard 30 ms after capture
         let mut s = with_sound(30, now);
         assert_eq!(s.sound_shortfall_us(now), None, "no pictures yet");
-        // pictures ready 60 ms after capture: the sound may come 5 ms before them, so it
-        // should wait 60 - 5 - 30 = 25 ms longer
+        // pictures ready 60 ms after capture: the sound should come no sooner than them
+        // (less the lead it may have), so it should wait 60 - 30 = 30 ms longer
         for i in 0..40u64 {
             let cap = (2_000 + 33 * i) * MS;
             assert!(
@@ -209,11 +211,12 @@ mod tests {
                 "never held"
             );
         }
-        assert_eq!(s.sound_shortfall_us(now), Some(25 * MS as i64));
+        let lead = MAX_LEAD.as_micros() as i64;
+        assert_eq!(s.sound_shortfall_us(now), Some(30 * MS as i64 - lead));
         // early pictures: the sound could come sooner (and the pictures are held instead)
         let mut s = with_sound(30, now);
         s.push(1, 2_000 * MS, 2_005 * MS, now);
-        assert_eq!(s.sound_shortfall_us(now), Some(-30 * MS as i64));
+        assert_eq!(s.sound_shortfall_us(now), Some(-25 * MS as i64 - lead));
         // pictures stopped a while ago, or lip sync is off: nothing to say
         assert_eq!(s.sound_shortfall_us(now + VIDEO_FRESH), None);
         let mut off = LipSync::new(None);

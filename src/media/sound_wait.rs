@@ -3,8 +3,11 @@
 //! picture takes longer to get through than the sound (720p MJPEG under a 1 Mbit/s cap: the
 //! sound heard 20–30 ms before its picture is seen). Then the sound's playout waits longer,
 //! by what [`crate::media::lip_sync::LipSync::sound_shortfall_us`] says is missing, moved
-//! half-way towards it once a second (the sound's own delay is smoothed over half a second:
-//! a full step would overshoot), at most [`MAX_STEP`] a step and [`MAX_EXTRA`] in all.
+//! half-way towards it twice a second (the sound's own delay is smoothed over half a second,
+//! so a step is not all in the next estimate: a full step would overshoot), at most
+//! [`MAX_STEP`] a step and [`MAX_EXTRA`] in all. Once a second, the sound of 720p MJPEG under
+//! a 1 Mbit/s cap took most of a 10 s call to catch up with pictures that grew later as the
+//! call's bitrate rose.
 //! When pictures stop or lip sync is off, the wait winds down by the same steps.
 //!
 //! Sans-IO: the caller passes the time in.
@@ -16,7 +19,7 @@ pub const MAX_EXTRA: Duration = Duration::from_millis(100);
 /// The most one step changes the wait.
 pub const MAX_STEP: Duration = Duration::from_millis(10);
 /// How often the wait moves.
-pub const EVERY: Duration = Duration::from_secs(1);
+pub const EVERY: Duration = Duration::from_millis(500);
 /// A shortfall this small (either way) leaves the wait as it is.
 pub const DEADBAND: Duration = Duration::from_millis(3);
 
@@ -64,12 +67,12 @@ mod tests {
         let mut w = SoundWait::default();
         // pictures 12 ms later than the sound may be: half of it now
         assert_eq!(w.update(t0, Some(12 * MS)), Duration::from_millis(6));
-        // within the second, nothing moves
+        // until the next step is due, nothing moves
         assert_eq!(
-            w.update(t0 + Duration::from_millis(500), Some(6 * MS)),
+            w.update(t0 + EVERY / 2, Some(6 * MS)),
             Duration::from_millis(6)
         );
-        // the rest, a second later (the sound's delay grew by 6: 6 left)
+        // the rest, a step later (the sound's delay grew by 6: 6 left)
         assert_eq!(w.update(t0 + EVERY, Some(6 * MS)), Duration::from_millis(9));
         // close enough: stays
         assert_eq!(
