@@ -12,6 +12,7 @@ use crate::components::{
 use crate::keys::KeyStore;
 use crate::media::arrival::ArrivalStats;
 use crate::media::frame::{trace_stage, unix_micros};
+use crate::media::loss_share::LossShare;
 use crate::media::probe::{ProbeMeter, Prober};
 use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
 use crate::net::pacer::Pacer;
@@ -76,6 +77,8 @@ pub struct RxWindow {
     first_fragments: u64,
     missing: u64,
     arrival: ArrivalStats,
+    /// The share lost, over more fragments than one interval may have.
+    loss: LossShare,
 }
 
 impl RxWindow {
@@ -88,6 +91,7 @@ impl RxWindow {
             first_fragments: 0,
             missing: 0,
             arrival: ArrivalStats::default(),
+            loss: LossShare::default(),
         }
     }
 
@@ -128,14 +132,16 @@ impl RxWindow {
         if dt < REPORT_EVERY {
             return None;
         }
-        let seen = self.fragments + self.missing;
-        let loss_permille = (self.missing * 1000).checked_div(seen).unwrap_or(0) as u16;
+        let loss = self.loss.end_interval(self.fragments, self.missing);
+        let loss_permille = (loss * 1000.0).round().clamp(0.0, 1000.0) as u16;
         let receive_kbps = (self.bytes * 8 / dt.as_millis().max(1) as u64) as u32;
         let a = self.arrival.report(now);
-        // a fresh window; the arrival measures run on
+        // a fresh window; the arrival measures and the loss's past intervals run on
         let arrival = std::mem::take(&mut self.arrival);
+        let loss = std::mem::take(&mut self.loss);
         *self = Self {
             arrival,
+            loss,
             ..Self::new(now)
         };
         Some(Message::Report {
@@ -683,6 +689,8 @@ mod tests {
         else {
             panic!("a report is due");
         };
-        assert_eq!(loss_permille, 4 * 1000 / 34);
+        // 34 fragments are too few on their own: the share reaches back over the first
+        // report's 20 as well (see `LossShare`)
+        assert_eq!(loss_permille, (5 * 1000 + 27) / 54);
     }
 }

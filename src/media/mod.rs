@@ -8,6 +8,7 @@ pub mod jitter;
 pub mod jpeg_rate;
 pub mod ladder;
 pub mod lip_sync;
+pub mod loss_share;
 pub mod mjpeg;
 pub mod nudge;
 pub mod openh264_encoder;
