@@ -126,6 +126,12 @@ impl RxWindow {
         };
     }
 
+    /// A new call, or one resumed on what may be another path: the share lost starts over
+    /// (from its prior for a call's first seconds, see [`LossShare`]).
+    fn new_path(&mut self) {
+        self.loss = LossShare::default();
+    }
+
     /// The report for the window if it is due, and a fresh window.
     fn report_due(&mut self, now: Instant) -> Option<Message> {
         let dt = now.saturating_duration_since(self.since);
@@ -591,6 +597,7 @@ pub fn network(
                 participant.name = addr.to_string();
                 // a new call's path is timed anew
                 net.pacer.forget_path();
+                net.rx.new_path();
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
@@ -600,6 +607,7 @@ pub fn network(
             SessionEvent::Resumed => {
                 // the path may have changed while it was down
                 net.pacer.forget_path();
+                net.rx.new_path();
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
                 feedback.send_keyframe = true;
             }
@@ -697,5 +705,37 @@ mod tests {
         // 34 fragments are too few on their own: the share reaches back over the first
         // report's 20 as well (see `LossShare`)
         assert_eq!(loss_permille, (5 * 1000 + 27) / 54);
+    }
+
+    #[test]
+    fn a_new_path_forgets_the_last_ones_losses() {
+        let t0 = Instant::now();
+        let mut w = RxWindow::new(t0);
+        let mut t = t0;
+        // a call that lost half of what came
+        for _ in 0..crate::media::loss_share::INTERVALS {
+            for _ in 0..10 {
+                w.on_fragment(&frag(0), t0);
+            }
+            w.on_missing(Some(10));
+            t += REPORT_EVERY;
+            assert!(w.report_due(t).is_some());
+        }
+        // the next call (or the resumed one) loses 1 of 20: its first report weighs it against
+        // the prior, not against the last call's losses
+        w.new_path();
+        for _ in 0..19 {
+            w.on_fragment(&frag(0), t0);
+        }
+        w.on_missing(Some(1));
+        let Some(Message::Report { loss_permille, .. }) = w.report_due(t + REPORT_EVERY) else {
+            panic!("a report is due");
+        };
+        assert_eq!(
+            loss_permille,
+            10,
+            "1 of the {} fragments of the prior",
+            crate::media::loss_share::SAMPLE
+        );
     }
 }

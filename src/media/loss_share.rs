@@ -64,12 +64,13 @@ mod tests {
     use super::*;
     use crate::media::rate::{RateController, ReceiverReport};
 
-    /// A link losing one fragment in `one_in` by a fixed pseudo-random draw.
+    /// A link losing fragments at random, by a fixed pseudo-random sequence from `state`.
     struct Link {
         state: u64,
     }
 
     impl Link {
+        /// Whether the next fragment is lost, at `permille` in a thousand.
         fn lost(&mut self, permille: u64) -> bool {
             self.state = self
                 .state
