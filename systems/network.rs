@@ -672,6 +672,21 @@ mod tests {
         }
     }
 
+    /// `n` single-fragment frames arrive.
+    fn arrive(w: &mut RxWindow, n: usize, now: Instant) {
+        for _ in 0..n {
+            w.on_fragment(&frag(0), now);
+        }
+    }
+
+    /// The share lost that the report due at `at` gives, ‰.
+    fn reported_loss(w: &mut RxWindow, at: Instant) -> u16 {
+        match w.report_due(at) {
+            Some(Message::Report { loss_permille, .. }) => loss_permille,
+            other => panic!("a report is due: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_whole_missing_frame_counts_as_many_fragments_as_frames_have() {
         let t0 = Instant::now();
@@ -680,17 +695,12 @@ mod tests {
         let mut t = t0;
         for _ in 1..crate::media::loss_share::INTERVALS {
             t += REPORT_EVERY;
-            assert!(w.report_due(t).is_some());
+            assert_eq!(reported_loss(&mut w, t), 0);
         }
         // single-fragment frames: a lost frame is one lost fragment, so 1 in 20 is 5 %
-        for _ in 0..19 {
-            w.on_fragment(&frag(0), t0);
-        }
+        arrive(&mut w, 19, t0);
         w.on_missing(None);
-        let Some(Message::Report { loss_permille, .. }) = w.report_due(t + REPORT_EVERY) else {
-            panic!("a report is due");
-        };
-        assert_eq!(loss_permille, 50);
+        assert_eq!(reported_loss(&mut w, t + REPORT_EVERY), 50);
         // three fragments a frame: a lost frame is three
         for _ in 0..10 {
             for i in 0..3 {
@@ -699,12 +709,12 @@ mod tests {
         }
         w.on_missing(None);
         w.on_missing(Some(1));
-        let Some(Message::Report { loss_permille, .. }) = w.report_due(t + REPORT_EVERY * 2) else {
-            panic!("a report is due");
-        };
         // 34 fragments are too few on their own: the share reaches back over the first
         // report's 20 as well (see `LossShare`)
-        assert_eq!(loss_permille, (5 * 1000 + 27) / 54);
+        assert_eq!(
+            reported_loss(&mut w, t + REPORT_EVERY * 2),
+            (5 * 1000 + 27) / 54
+        );
     }
 
     #[test]
@@ -714,28 +724,17 @@ mod tests {
         let mut t = t0;
         // a call that lost half of what came
         for _ in 0..crate::media::loss_share::INTERVALS {
-            for _ in 0..10 {
-                w.on_fragment(&frag(0), t0);
-            }
+            arrive(&mut w, 10, t0);
             w.on_missing(Some(10));
             t += REPORT_EVERY;
-            assert!(w.report_due(t).is_some());
+            reported_loss(&mut w, t);
         }
+        assert_eq!(reported_loss(&mut w, t + REPORT_EVERY), 500);
         // the next call (or the resumed one) loses 1 of 20: its first report weighs it against
-        // the prior, not against the last call's losses
+        // the prior (1 of 96), not against the last call's losses
         w.new_path();
-        for _ in 0..19 {
-            w.on_fragment(&frag(0), t0);
-        }
+        arrive(&mut w, 19, t0);
         w.on_missing(Some(1));
-        let Some(Message::Report { loss_permille, .. }) = w.report_due(t + REPORT_EVERY) else {
-            panic!("a report is due");
-        };
-        assert_eq!(
-            loss_permille,
-            10,
-            "1 of the {} fragments of the prior",
-            crate::media::loss_share::SAMPLE
-        );
+        assert_eq!(reported_loss(&mut w, t + REPORT_EVERY * 2), 10);
     }
 }
