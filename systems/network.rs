@@ -679,9 +679,10 @@ mod tests {
         }
     }
 
-    /// The share lost that the report due at `at` gives, ‰.
-    fn reported_loss(w: &mut RxWindow, at: Instant) -> u16 {
-        match w.report_due(at) {
+    /// Moves `t` on by a report interval; the share lost that the report then due gives, ‰.
+    fn next_loss(w: &mut RxWindow, t: &mut Instant) -> u16 {
+        *t += REPORT_EVERY;
+        match w.report_due(*t) {
             Some(Message::Report { loss_permille, .. }) => loss_permille,
             other => panic!("a report is due: {other:?}"),
         }
@@ -694,13 +695,12 @@ mod tests {
         // past a call's first seconds, where what was not seen yet counts as arrived
         let mut t = t0;
         for _ in 1..crate::media::loss_share::INTERVALS {
-            t += REPORT_EVERY;
-            assert_eq!(reported_loss(&mut w, t), 0);
+            assert_eq!(next_loss(&mut w, &mut t), 0);
         }
         // single-fragment frames: a lost frame is one lost fragment, so 1 in 20 is 5 %
         arrive(&mut w, 19, t0);
         w.on_missing(None);
-        assert_eq!(reported_loss(&mut w, t + REPORT_EVERY), 50);
+        assert_eq!(next_loss(&mut w, &mut t), 50);
         // three fragments a frame: a lost frame is three
         for _ in 0..10 {
             for i in 0..3 {
@@ -711,10 +711,7 @@ mod tests {
         w.on_missing(Some(1));
         // 34 fragments are too few on their own: the share reaches back over the first
         // report's 20 as well (see `LossShare`)
-        assert_eq!(
-            reported_loss(&mut w, t + REPORT_EVERY * 2),
-            (5 * 1000 + 27) / 54
-        );
+        assert_eq!(next_loss(&mut w, &mut t), (5 * 1000 + 27) / 54);
     }
 
     #[test]
@@ -726,15 +723,14 @@ mod tests {
         for _ in 0..crate::media::loss_share::INTERVALS {
             arrive(&mut w, 10, t0);
             w.on_missing(Some(10));
-            t += REPORT_EVERY;
-            reported_loss(&mut w, t);
+            next_loss(&mut w, &mut t);
         }
-        assert_eq!(reported_loss(&mut w, t + REPORT_EVERY), 500);
+        assert_eq!(next_loss(&mut w, &mut t), 500);
         // the next call (or the resumed one) loses 1 of 20: its first report weighs it against
         // the prior (1 of 96), not against the last call's losses
         w.new_path();
         arrive(&mut w, 19, t0);
         w.on_missing(Some(1));
-        assert_eq!(reported_loss(&mut w, t + REPORT_EVERY * 2), 10);
+        assert_eq!(next_loss(&mut w, &mut t), 10);
     }
 }

@@ -119,7 +119,7 @@ impl RawEncoder {
         // skipping (it does: measured within 1 %); the trace level can be set before set-up
         let mut level = WELS_LOG_ERROR;
         // SAFETY: the trace level option reads an int
-        unsafe { enc.set_option(ENCODER_OPTION_TRACE_LEVEL, ptr::from_mut(&mut level).cast()) }
+        unsafe { enc.set_option(ENCODER_OPTION_TRACE_LEVEL, &mut level) }
             .map_err(|rc| failed("set trace level", rc))?;
 
         let mut p = SEncParamExt::default();
@@ -183,32 +183,24 @@ impl RawEncoder {
         unsafe { &**self.ptr.as_ptr() }
     }
 
-    /// Sets an option.
+    /// Sets an option to `value`.
     ///
     /// # Safety
-    /// `value` must point at the type `option` reads, valid for the call.
-    unsafe fn set_option(
-        &mut self,
-        option: ENCODER_OPTION,
-        value: *mut std::ffi::c_void,
-    ) -> Result<(), i32> {
+    /// `T` must be the type `option` reads.
+    unsafe fn set_option<T>(&mut self, option: ENCODER_OPTION, value: &mut T) -> Result<(), i32> {
         let set = self.vtbl().SetOption.ok_or(-1)?;
         // SAFETY: as the caller promised; OpenH264 reads the value during the call only
-        zero_ok(unsafe { set(self.ptr(), option, value) })
+        zero_ok(unsafe { set(self.ptr(), option, ptr::from_mut(value).cast()) })
     }
 
-    /// Reads an option.
+    /// Reads an option into `value`.
     ///
     /// # Safety
-    /// `value` must point at the type `option` writes, valid for the call.
-    unsafe fn get_option(
-        &mut self,
-        option: ENCODER_OPTION,
-        value: *mut std::ffi::c_void,
-    ) -> Result<(), i32> {
+    /// `T` must be the type `option` writes.
+    unsafe fn get_option<T>(&mut self, option: ENCODER_OPTION, value: &mut T) -> Result<(), i32> {
         let get = self.vtbl().GetOption.ok_or(-1)?;
         // SAFETY: as the caller promised; OpenH264 writes the value during the call only
-        zero_ok(unsafe { get(self.ptr(), option, value) })
+        zero_ok(unsafe { get(self.ptr(), option, ptr::from_mut(value).cast()) })
     }
 
     /// Sets `layer`'s target bitrate in bit/s.
@@ -232,7 +224,7 @@ impl RawEncoder {
             iBitrate: bps,
         };
         // SAFETY: both bitrate options read an SBitrateInfo
-        unsafe { self.set_option(option, ptr::from_mut(&mut info).cast()) }
+        unsafe { self.set_option(option, &mut info) }
             .map_err(|rc| backend_msg(format!("set_option({option}) to {bps} bit/s failed: {rc}")))
     }
 
@@ -252,13 +244,8 @@ impl RawEncoder {
     pub fn last_qp(&mut self) -> Result<i32, CodecError> {
         let mut stats = SEncoderStatistics::default();
         // SAFETY: the statistics option writes an SEncoderStatistics
-        unsafe {
-            self.get_option(
-                ENCODER_OPTION_GET_STATISTICS,
-                ptr::from_mut(&mut stats).cast(),
-            )
-        }
-        .map_err(|rc| failed("get statistics", rc))?;
+        unsafe { self.get_option(ENCODER_OPTION_GET_STATISTICS, &mut stats) }
+            .map_err(|rc| failed("get statistics", rc))?;
         i32::try_from(stats.uiAverageFrameQP).map_err(|_| backend_msg("QP out of range".into()))
     }
 
@@ -320,22 +307,12 @@ impl RawEncoder {
     ) -> Result<Coded, CodecError> {
         let mut p = SEncParamExt::default();
         // SAFETY: the extended-parameters option writes an SEncParamExt
-        unsafe {
-            self.get_option(
-                ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
-                ptr::from_mut(&mut p).cast(),
-            )
-        }
-        .map_err(|rc| failed("get parameters", rc))?;
+        unsafe { self.get_option(ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, &mut p) }
+            .map_err(|rc| failed("get parameters", rc))?;
         p.sSpatialLayers[0].iDLayerQp = qp.clamp(0, 51);
         // SAFETY: the extended-parameters option reads an SEncParamExt
-        unsafe {
-            self.set_option(
-                ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
-                ptr::from_mut(&mut p).cast(),
-            )
-        }
-        .map_err(|rc| failed("set parameters", rc))?;
+        unsafe { self.set_option(ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, &mut p) }
+            .map_err(|rc| failed("set parameters", rc))?;
         self.set_rc_mode(RC_OFF_MODE)?;
         let coded = self.force_idr().and_then(|()| self.encode(yuv, out));
         self.set_rc_mode(RC_BITRATE_MODE)?;
@@ -345,7 +322,7 @@ impl RawEncoder {
     fn set_rc_mode(&mut self, mode: openh264_sys2::RC_MODES) -> Result<(), CodecError> {
         let mut mode = mode;
         // SAFETY: the rate-control mode option reads an int
-        unsafe { self.set_option(ENCODER_OPTION_RC_MODE, ptr::from_mut(&mut mode).cast()) }
+        unsafe { self.set_option(ENCODER_OPTION_RC_MODE, &mut mode) }
             .map_err(|rc| failed("set rate control mode", rc))
     }
 
