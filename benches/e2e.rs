@@ -6,9 +6,10 @@
 //! Prints a markdown table of what arrived, how late and how good. `cargo bench --bench e2e`;
 //! PRATTLE_BENCH_SECS sets each call's length (default 10); PRATTLE_BENCH_SIZES and
 //! PRATTLE_BENCH_CODECS and PRATTLE_BENCH_LINKS (`clean,loss,cap`; comma-separated) pick rows;
-//! PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
+//! PRATTLE_BENCH_RUNS=N calls each row N times and prints the median of each figure (the
+//! lowest share shown, the longest freeze); PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
 //! window on its own Xvfb display (a picture counts as shown when its present has returned).
-//! Each peer's standard error goes to `$TMPDIR/prattle-e2e-<pid>/<size>-<codec>-<link>-{a,b}.log`
+//! Each peer's standard error goes to `$TMPDIR/prattle-e2e-<pid>/<size>-<codec>-<link>[-<call>]-{a,b}.log`
 //! (a one-line error, if any); PRATTLE_PEER_LOG=<RUST_LOG filter> puts its log there too, next
 //! to the peer's stats (`…-{a,b}.jsonl`) and B's speaker recording (`…-spkB.raw`). A row where
 //! nothing was shown names those files.
@@ -89,6 +90,44 @@ struct Row {
     av_offset: Option<f64>,
 }
 
+/// One row from several calls of it: the median of each figure, except where a target is a
+/// bound on the worst: the lowest share shown and the longest freeze of any call.
+fn combine(mut rows: Vec<Row>) -> Option<Row> {
+    let med = |rows: &[Row], f: fn(&Row) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>());
+    let med_opt = |rows: &[Row], f: fn(&Row) -> Option<f64>| {
+        median(&rows.iter().filter_map(f).collect::<Vec<_>>())
+    };
+    let p50 = med(&rows, |r| r.p50)?;
+    let p50_at_b = med(&rows, |r| r.p50_at_b)?;
+    let p95 = med(&rows, |r| r.p95)?;
+    let p99 = med(&rows, |r| r.p99)?;
+    let mbit = med(&rows, |r| r.mbit)?;
+    let psnr = med(&rows, |r| r.psnr)?;
+    let cpu_a = med(&rows, |r| r.cpu_a)?;
+    let cpu_b = med(&rows, |r| r.cpu_b)?;
+    let audio_p50 = med_opt(&rows, |r| r.audio_p50);
+    let concealed = med_opt(&rows, |r| r.concealed);
+    let av_offset = med_opt(&rows, |r| r.av_offset);
+    let freeze = rows.iter().map(|r| r.freeze).fold(0.0, f64::max);
+    rows.sort_by(|a, b| (a.shown / a.sent.max(1.0)).total_cmp(&(b.shown / b.sent.max(1.0))));
+    let worst = rows.into_iter().next()?;
+    Some(Row {
+        p50,
+        p50_at_b,
+        p95,
+        p99,
+        mbit,
+        psnr,
+        cpu_a,
+        cpu_b,
+        audio_p50,
+        concealed,
+        av_offset,
+        freeze,
+        ..worst
+    })
+}
+
 fn median(v: &[f64]) -> Option<f64> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -98,8 +137,8 @@ fn median(v: &[f64]) -> Option<f64> {
 /// One call; the A/V offset is how much later the peer is heard than seen, both measured
 /// end to end (clicks and stamps) in the same direction, A to B: under a cap each direction
 /// has its own queue, and B's sound against A's pictures came out anywhere from 4 to 38 ms.
-fn run(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env: &Env) -> Row {
-    let mut r = call(size, codec, link, spec, secs, env);
+fn run(call_: &Call, secs: f64, env: &Env) -> Row {
+    let mut r = call(call_, secs, env);
     r.av_offset = r.audio_p50.map(|a| a - r.p50_at_b);
     r
 }
@@ -110,9 +149,23 @@ struct Env {
     displays: Option<(Xvfb, Xvfb)>,
 }
 
-/// A call over `link` (its label in the table, and its short name for file names).
-fn call(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env: &Env) -> Row {
-    let (link, key) = link;
+/// One row's call: what is sent over which link, and which of the row's calls it is.
+struct Call<'a> {
+    size: &'a str,
+    codec: &'a str,
+    /// The link's label in the table.
+    link: &'a str,
+    /// The link's short name, for file names.
+    key: &'a str,
+    /// The relay's impairment spec.
+    spec: &'a str,
+    /// Which of the row's calls this is (from 1), when a row is called more than once.
+    take: Option<usize>,
+}
+
+/// A call over `link`.
+fn call(c: &Call, secs: f64, env: &Env) -> Row {
+    let (size, codec, link, key, spec) = (c.size, c.codec, c.link, c.key, c.spec);
     let pulse = env.pulse.as_ref();
     let dir = std::env::temp_dir().join(format!("prattle-e2e-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
@@ -131,7 +184,10 @@ fn call(size: &str, codec: &str, link: (&str, &str), spec: &str, secs: f64, env:
         .spawn()
         .expect("start prattle-relay");
     // each row keeps its own files, to be read after the table is out
-    let row = format!("{size}-{codec}-{key}");
+    let row = match c.take {
+        Some(k) => format!("{size}-{codec}-{key}-{k}"),
+        None => format!("{size}-{codec}-{key}"),
+    };
     let (sa, sb) = (
         dir.join(format!("{row}-a.jsonl")),
         dir.join(format!("{row}-b.jsonl")),
@@ -247,13 +303,23 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
+    let runs: usize = std::env::var("PRATTLE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let windows = std::env::var("PRATTLE_BENCH_WINDOWS").is_ok_and(|v| v == "1");
     let how = if windows {
         "each in an SDL2 window on its own Xvfb display"
     } else {
         "headless"
     };
-    println!("Two peers, {how}, B calls A through prattle-relay, 30 fps, {secs} s per row; B→A video as A shows it, A→B audio as B plays it; the A/V offset is A→B sound against A→B pictures as B shows them.\n");
+    let per_row = if runs > 1 {
+        format!("{runs} calls of {secs} s per row (the median of their figures; shown: the lowest; freeze: the longest)")
+    } else {
+        format!("{secs} s per row")
+    };
+    println!("Two peers, {how}, B calls A through prattle-relay, 30 fps, {per_row}; B→A video as A shows it, A→B audio as B plays it; the A/V offset is A→B sound against A→B pictures as B shows them.\n");
     println!("| size | codec | link | shown | capture→shown p50 | p95 | p99 | longest freeze | Mbit/s | Y-PSNR | CPU A | CPU B | mic→speaker p50 | concealed | A/V offset |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // PRATTLE_BENCH_AUDIO=0: no sound server, video only (and no PulseAudio daemon's load)
@@ -285,7 +351,21 @@ fn main() {
                 if !links_wanted.is_empty() && !links_wanted.split(',').any(|w| w == key) {
                     continue;
                 }
-                let r = run(size, codec, (link, key), spec, secs, &env);
+                let rows: Vec<Row> = (1..=runs)
+                    .map(|k| {
+                        let take = (runs > 1).then_some(k);
+                        let c = Call {
+                            size,
+                            codec,
+                            link,
+                            key,
+                            spec,
+                            take,
+                        };
+                        run(&c, secs, &env)
+                    })
+                    .collect();
+                let Some(r) = combine(rows) else { continue };
                 let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
                 println!(
                     "| {} | {} | {} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.2} | {:.1} dB | {:.0} % | {:.0} % | {} | {} | {} |",
