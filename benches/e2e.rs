@@ -6,13 +6,14 @@
 //! Prints a markdown table of what arrived, how late and how good. `cargo bench --bench e2e`;
 //! PRATTLE_BENCH_SECS sets each call's length (default 10); PRATTLE_BENCH_SIZES and
 //! PRATTLE_BENCH_CODECS and PRATTLE_BENCH_LINKS (`clean,loss,cap`; comma-separated) pick rows;
-//! PRATTLE_BENCH_RUNS=N calls each row N times and prints the median of each figure (the
-//! lowest share shown, the longest freeze); PRATTLE_BENCH_AUDIO=0 runs without sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2
-//! window on its own Xvfb display (a picture counts as shown when its present has returned).
-//! Each peer's standard error goes to `$TMPDIR/prattle-e2e-<pid>/<size>-<codec>-<link>[-<call>]-{a,b}.log`
-//! (a one-line error, if any); PRATTLE_PEER_LOG=<RUST_LOG filter> puts its log there too, next
-//! to the peer's stats (`…-{a,b}.jsonl`) and B's speaker recording (`…-spkB.raw`). A row where
-//! nothing was shown names those files.
+//! PRATTLE_BENCH_RUNS=N (best odd) calls each row N times and prints the median of each figure
+//! (but the lowest share shown and the longest freeze); PRATTLE_BENCH_AUDIO=0 runs without
+//! sound; PRATTLE_BENCH_WINDOWS=1 gives each peer a real SDL2 window on its own Xvfb display (a
+//! picture counts as shown when its present has returned). Each peer's standard error goes to
+//! `$TMPDIR/prattle-e2e-<pid>/<size>-<codec>-<link>[-<call>]-{a,b}.log` (a one-line error, if
+//! any); PRATTLE_PEER_LOG=<RUST_LOG filter> puts its log there too, next to the peer's stats
+//! (`…-{a,b}.jsonl`) and B's speaker recording (`…-spkB.raw`). A row where nothing was shown
+//! names those files.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -90,8 +91,9 @@ struct Row {
     av_offset: Option<f64>,
 }
 
-/// One row from several calls of it: the median of each figure, except where a target is a
-/// bound on the worst: the lowest share shown and the longest freeze of any call.
+/// One row from several calls of it: the median of each figure (of an even number of calls,
+/// the upper of the middle two), except where a target is a bound on the worst: the lowest
+/// share shown and the longest freeze of any call.
 fn combine(mut rows: Vec<Row>) -> Option<Row> {
     let med = |rows: &[Row], f: fn(&Row) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>());
     let med_opt = |rows: &[Row], f: fn(&Row) -> Option<f64>| {
@@ -137,8 +139,8 @@ fn median(v: &[f64]) -> Option<f64> {
 /// One call; the A/V offset is how much later the peer is heard than seen, both measured
 /// end to end (clicks and stamps) in the same direction, A to B: under a cap each direction
 /// has its own queue, and B's sound against A's pictures came out anywhere from 4 to 38 ms.
-fn run(call_: &Call, secs: f64, env: &Env) -> Row {
-    let mut r = call(call_, secs, env);
+fn run(c: &Call, secs: f64, env: &Env) -> Row {
+    let mut r = call(c, secs, env);
     r.av_offset = r.audio_p50.map(|a| a - r.p50_at_b);
     r
 }
@@ -315,7 +317,10 @@ fn main() {
         "headless"
     };
     let per_row = if runs > 1 {
-        format!("{runs} calls of {secs} s per row (the median of their figures; shown: the lowest; freeze: the longest)")
+        format!(
+            "{runs} calls of {secs} s per row (the median of their figures; shown: the lowest; \
+             freeze: the longest)"
+        )
     } else {
         format!("{secs} s per row")
     };
