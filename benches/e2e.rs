@@ -136,6 +136,10 @@ fn median(v: &[f64]) -> Option<f64> {
     s.get(s.len() / 2).copied()
 }
 
+/// When the first click sounds, from the start of the click player (just before A starts;
+/// B calls 0.3 s later): the call has settled by then.
+const CLICKS_AFTER: Duration = Duration::from_millis(2500);
+
 /// One call; the A/V offset is how much later the peer is heard than seen, both measured
 /// end to end (clicks and stamps) in the same direction, A to B: under a cap each direction
 /// has its own queue, and B's sound against A's pictures came out anywhere from 4 to 38 ms.
@@ -231,33 +235,36 @@ fn call(c: &Call, secs: f64, env: &Env) -> Row {
         args_b.push("--headless".into());
     }
     let log = |me: &str| dir.join(format!("{row}-{me}.log"));
+    // clicks into A's microphone once the call has settled, recorded at B's speaker. The
+    // player and the recorder run from before the call until after it, silent but for the
+    // clicks: the click player's stream starting and stopping inside the call cost the
+    // peers a spike (the second it stopped ran at 9-15 ms capture to screen at 720p with
+    // sound, against 6-7 ms around it), and a real call's microphone runs all along.
+    let rec = dir.join(format!("{row}-spkB.raw"));
+    let _ = std::fs::remove_file(&rec);
+    let sound = pulse.map(|pulse| {
+        let recorder = pulse.record("spkB.monitor", &rec);
+        let n_clicks = ((secs - 3.5) * 2.0).max(1.0) as usize;
+        let silence = |s: f64| vec![0i16; (s * 48_000.0) as usize];
+        let mut samples = silence(CLICKS_AFTER.as_secs_f64());
+        samples.extend(clicks(n_clicks, 500));
+        samples.extend(silence(secs + 10.0));
+        (recorder, pulse.play("clickAB", samples))
+    });
     let mut a = spawn(&args_a, pulse, xa, &log("a"));
     std::thread::sleep(Duration::from_millis(300));
     args_b.extend(["--peer".to_string(), format!("127.0.0.1:{pr}")]);
     let start = Instant::now();
     let mut b = spawn(&args_b, pulse, xb, &log("b"));
-    // clicks into A's microphone once the call has settled, recorded at B's speaker
-    let rec = dir.join(format!("{row}-spkB.raw"));
-    let _ = std::fs::remove_file(&rec);
-    if let Some(pulse) = pulse {
-        std::thread::sleep(Duration::from_secs(2));
-        let mut recorder = pulse.record("spkB.monitor", &rec);
-        std::thread::sleep(Duration::from_millis(200));
-        let n_clicks = ((secs - 3.5) * 2.0).max(1.0) as usize;
-        let mut player = pulse.play("clickAB", clicks(n_clicks, 500));
-        let _ = player.wait();
-        std::thread::sleep(Duration::from_secs_f64(
-            (secs - 0.3 - start.elapsed().as_secs_f64()).max(0.5),
-        ));
-        let _ = recorder.kill();
-        let _ = recorder.wait();
-    } else {
-        std::thread::sleep(Duration::from_secs_f64(secs - 0.3));
-    }
+    std::thread::sleep(Duration::from_secs_f64(secs - 0.3));
     let wall = start.elapsed().as_secs_f64();
     let (cpu_a, cpu_b) = (cpu_secs(a.id()), cpu_secs(b.id()));
     let _ = b.wait();
     let _ = a.wait();
+    for mut child in sound.into_iter().flat_map(|(r, p)| [r, p]) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let _ = relay.kill();
     let _ = relay.wait();
     let (la, lb) = (last_line(&sa), last_line(&sb));
