@@ -10,7 +10,7 @@
 //! one datagram at a time, a little over the path's rate: the frame takes as long as before,
 //! and sound waits behind one fragment at most. The path is timed by the receiver's reports
 //! and by the start-of-call probe (a burst that came in slower than it went), and a report
-//! that cannot time it (frames of one datagram) leaves it paced for a second more: under a
+//! that cannot time it (frames of one datagram) leaves it paced for ten seconds more: under a
 //! 1 Mbit/s cap the call's first keyframe and its first frames with parity then no longer
 //! hold the sound up by 10-30 ms, which the sound's jitter buffer used to cover for seconds.
 
@@ -33,8 +33,13 @@ const OVER_BITRATE: f64 = 1.1;
 /// A path timed slow stays paced to this long after its last timing while reports cannot
 /// tell its rate (frames of one datagram cannot be timed): a frame and its parity sent at
 /// once still queue there, and the sound behind them. Under a 1 Mbit/s cap the sound's
-/// first second came up to 30 ms late when every untimed report stopped the pacing.
-const PATH_HOLD: Duration = Duration::from_secs(1);
+/// first second came up to 30 ms late when every untimed report stopped the pacing. The
+/// hold outlasts a call's first parity (which goes off after 5 s of a clean link): with a
+/// hold of 1 s the 480p frame and its parity went at once from the call's second second on,
+/// the sound's jitter buffer covered 13-18 ms instead of 8-10, and lip sync held the pictures
+/// back for it. A path that got faster meanwhile costs a single-datagram frame its time at
+/// the old rate; a frame of two datagrams or more times the path again.
+const PATH_HOLD: Duration = Duration::from_secs(10);
 
 /// Bytes held at most; beyond it datagrams are dropped (and counted): the encoder is far over
 /// its target and the receiver will ask again for what it misses.
@@ -86,7 +91,7 @@ impl Pacer {
 
     /// The receiver timed our frames coming in at `kbps` at `now` (0: it could not tell a
     /// path's rate: too few frames of two datagrams or more, or spread at random by jitter;
-    /// a path timed slow in the last second stays paced to). A start-of-call probe
+    /// a path timed slow in the last [`PATH_HOLD`] stays paced to). A start-of-call probe
     /// that came in slower than it went times the path too.
     pub fn on_path(&mut self, kbps: u32, now: Instant) {
         if kbps == 0 {
@@ -370,6 +375,10 @@ mod tests {
         assert_eq!(p.path_bps(), Some(900_000));
         p.on_path(0, at(500));
         p.on_path(0, at(1_000));
+        assert_eq!(p.path_bps(), Some(900_000));
+        // through a call's first parity (off after 5 s of a clean link), frame and parity
+        // sent at once would hold the sound up
+        p.on_path(0, at(5_750));
         assert_eq!(p.path_bps(), Some(900_000));
         p.on_path(0, at(250) + PATH_HOLD);
         assert_eq!(p.path_bps(), None);
