@@ -306,6 +306,7 @@ impl App {
             pacer: crate::net::pacer::Pacer::new(rate.bitrate()),
             prober: Default::default(),
             probe_meter: Default::default(),
+            sound_start: Default::default(),
             rx: RxWindow::new(now),
             // the encoder starts where the rate controller does
             new_bitrate: Some(rate.bitrate()),

@@ -136,6 +136,9 @@ pub struct CallStats {
     pub psnr_count: u64,
     /// Audio packets sent.
     pub audio_sent: u64,
+    /// Audio packets not sent at a call's start, before the path's probe and the first
+    /// picture were out (see `media::sound_start`).
+    pub audio_held_back: u64,
     /// Audio packets received from the peer.
     pub audio_received: u64,
     /// Audio packets never received in time.
@@ -265,6 +268,8 @@ pub struct StatsLine {
     pub handshakes: u64,
     /// See [`CallStats`].
     pub audio_sent: u64,
+    /// See [`CallStats`].
+    pub audio_held_back: u64,
     /// See [`CallStats`].
     pub audio_received: u64,
     /// See [`CallStats`].

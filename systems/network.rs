@@ -15,6 +15,7 @@ use crate::media::frame::{trace_stage, unix_micros};
 use crate::media::loss_share::LossShare;
 use crate::media::probe::{ProbeMeter, Prober};
 use crate::media::rate::{RateController, ReceiverReport, ResendBudget};
+use crate::media::sound_start::SoundStart;
 use crate::net::pacer::Pacer;
 use crate::net::secure::{FailReason, KnownPeers, PinCheck, SecureEvent};
 use crate::net::Transport;
@@ -55,6 +56,8 @@ pub struct Network {
     pub prober: Prober,
     /// Times the peer's probes.
     pub probe_meter: ProbeMeter,
+    /// Holds our sound back at a call's start until the probe and the first picture are out.
+    pub sound_start: SoundStart,
     /// What arrived of the peer's video since the last report we sent.
     pub rx: RxWindow,
     /// A bitrate for the encoder, decided this tick.
@@ -482,6 +485,7 @@ pub fn network(
                     }
                 }
                 net.history.record(meta.frame_id, datagrams, now);
+                net.sound_start.on_picture();
                 net.rate.on_sent(now);
                 stats.frames_sent += 1;
                 if let Some(group) = net.parity.group() {
@@ -500,8 +504,19 @@ pub fn network(
     // the copy of the frame before goes with the video's parity: from the start of a call
     // and while the peer reports loss, not on a link that has shown it is clean
     let copies = net.parity.group().is_some();
+    // nor before the probing at a call's start is over and its first picture has gone out
+    let sound_waits = !net.sound_start.may_send(
+        now,
+        net.prober.holds_media(now),
+        !camera_off,
+        net.pacer.queued_ms() == 0.0,
+    );
     for mut a in outgoing_audio.packets.drain(..) {
         let Some(peer) = peer else { continue };
+        if sound_waits {
+            stats.audio_held_back += 1;
+            continue;
+        }
         if !copies {
             a.previous = None;
         }
@@ -599,6 +614,7 @@ pub fn network(
                 net.pacer.forget_path();
                 net.rx.new_path();
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
+                net.sound_start.restart(now);
                 stream.clear();
                 commands.entity(entity).remove::<(CameraOff, Muted)>();
                 feedback.send_keyframe = true;
@@ -609,6 +625,7 @@ pub fn network(
                 net.pacer.forget_path();
                 net.rx.new_path();
                 net.prober.start(net.rate.bitrate(), net.rate.max(), now);
+                net.sound_start.restart(now);
                 feedback.send_keyframe = true;
             }
             SessionEvent::PeerLeft | SessionEvent::Lost => stream.clear(),
@@ -629,7 +646,7 @@ pub fn network(
         }
     }
 
-    feedback.hold_video = net.prober.holds_video(now);
+    feedback.hold_video = net.prober.holds_media(now);
 
     let state = net.session.state();
     let filter = match state {

@@ -450,6 +450,7 @@ pub fn stats_line(
         fragments_not_resent: stats.fragments_not_resent,
         handshakes: net.transport.secure_stats().handshakes_completed,
         audio_sent: stats.audio_sent,
+        audio_held_back: stats.audio_held_back,
         audio_received: stats.audio_received,
         audio_lost: stats.audio_lost,
         audio_recovered_fec: stats.audio_recovered_fec,

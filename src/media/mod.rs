@@ -20,6 +20,7 @@ pub mod probe;
 pub mod rate;
 pub mod refill;
 pub mod scale;
+pub mod sound_start;
 pub mod sound_wait;
 pub mod stamp;
 pub mod stream_decoder;

@@ -32,9 +32,9 @@ const SPREAD: f64 = 0.67;
 const TOP_FACTOR: f64 = 1.25;
 /// A result not back this long after the burst's last datagram is not coming (lost).
 const RESULT_WAIT: Duration = Duration::from_millis(500);
-/// Video waits for the probing at the start of a call at most this long (three or four
-/// bursts on a fast path take 40–100 ms).
-pub const VIDEO_HOLD: Duration = Duration::from_millis(150);
+/// Video and sound wait for the probing at the start of a call at most this long (three or
+/// four bursts on a fast path take 40–100 ms; see also `media::sound_start`).
+pub const MEDIA_HOLD: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Clone, Copy)]
 struct Burst {
@@ -95,13 +95,13 @@ impl Prober {
         self.started = Some(now);
     }
 
-    /// Whether video should wait for the probing still: until it ends, for [`VIDEO_HOLD`] at
-    /// most.
-    pub fn holds_video(&self, now: Instant) -> bool {
+    /// Whether video and sound should wait for the probing still: until it ends, for
+    /// [`MEDIA_HOLD`] at most.
+    pub fn holds_media(&self, now: Instant) -> bool {
         self.burst.is_some()
             && self
                 .started
-                .is_some_and(|t| now.saturating_duration_since(t) < VIDEO_HOLD)
+                .is_some_and(|t| now.saturating_duration_since(t) < MEDIA_HOLD)
     }
 
     fn burst(&mut self, bps: u32, now: Instant) -> Burst {
@@ -450,7 +450,7 @@ mod tests {
         let mut p = Prober::default();
         p.start(1_500_000, 1_500_000, now);
         assert!(!p.probing());
-        assert!(!p.holds_video(now));
+        assert!(!p.holds_media(now));
         p.start(500_000, 1_500_000, now);
         let mut sent = Vec::new();
         p.poll(now + Duration::from_millis(100), |d| sent.push(d));
@@ -467,9 +467,9 @@ mod tests {
         };
         assert_eq!(p.on_result(stranger, 1_500_000, now), None);
         assert!(p.probing(), "waiting for the result");
-        assert!(p.holds_video(now + Duration::from_millis(100)));
+        assert!(p.holds_media(now + Duration::from_millis(100)));
         assert!(
-            !p.holds_video(now + VIDEO_HOLD),
+            !p.holds_media(now + MEDIA_HOLD),
             "video waits so long at most"
         );
         p.poll(now + Duration::from_secs(2), |_| {
