@@ -91,7 +91,7 @@ impl Pacer {
 
     /// The receiver timed our frames coming in at `kbps` at `now` (0: it could not tell a
     /// path's rate: too few frames of two datagrams or more, or spread at random by jitter;
-    /// a path timed slow in the last [`PATH_HOLD`] stays paced to). A start-of-call probe
+    /// a path timed slow in the last 10 s stays paced to). A start-of-call probe
     /// that came in slower than it went times the path too.
     pub fn on_path(&mut self, kbps: u32, now: Instant) {
         if kbps == 0 {
