@@ -504,12 +504,13 @@ pub fn network(
     // the copy of the frame before goes with the video's parity: from the start of a call
     // and while the peer reports loss, not on a link that has shown it is clean
     let copies = net.parity.group().is_some();
-    // nor before the probing at a call's start is over and its first picture has gone out
+    // the sound goes out once the probing at a call's start is over and the call's first
+    // picture has left the pacer (see `media::sound_start`)
     let sound_waits = !net.sound_start.may_send(
         now,
         net.prober.holds_media(now),
         !camera_off,
-        net.pacer.queued_ms() == 0.0,
+        net.pacer.is_empty(),
     );
     for mut a in outgoing_audio.packets.drain(..) {
         let Some(peer) = peer else { continue };

@@ -171,6 +171,11 @@ impl Pacer {
         Some(last + Duration::from_secs_f64((1.0 - self.credit) / rate.max(1.0)))
     }
 
+    /// Whether no video waits here.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// How long what is queued takes to go out, ms.
     pub fn queued_ms(&self) -> f64 {
         let rate = self.rate();
