@@ -181,7 +181,11 @@ impl Network {
             Err(e) => tracing::error!("probe not encodable: {e}"),
         });
         self.pacer.set_bitrate(self.rate.bitrate());
-        self.pacer.release(now, |d| transport.send(peer, d, false));
+        let (sound_start, path) = (&mut self.sound_start, self.pacer.path_bps());
+        self.pacer.release(now, |d| {
+            sound_start.on_video_sent(d.len(), now, path);
+            transport.send(peer, d, false)
+        });
     }
 
     /// Handles what the secure channel reports: pins keys on first contact, refuses a
