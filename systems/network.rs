@@ -181,11 +181,7 @@ impl Network {
             Err(e) => tracing::error!("probe not encodable: {e}"),
         });
         self.pacer.set_bitrate(self.rate.bitrate());
-        let (sound_start, path) = (&mut self.sound_start, self.pacer.path_bps());
-        self.pacer.release(now, |d| {
-            sound_start.on_video_sent(d.len(), now, path);
-            transport.send(peer, d, false)
-        });
+        self.pacer.release(now, |d| transport.send(peer, d, false));
     }
 
     /// Handles what the secure channel reports: pins keys on first contact, refuses a
@@ -515,6 +511,7 @@ pub fn network(
         net.prober.holds_media(now),
         !camera_off,
         net.pacer.is_empty(),
+        net.pacer.path_backlog(now),
     );
     for mut a in outgoing_audio.packets.drain(..) {
         let Some(peer) = peer else { continue };

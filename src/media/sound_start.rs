@@ -10,7 +10,8 @@
 //! the pacer being empty is not enough: the pictures right after the keyframe (2.2 kB, then
 //! 0.9 kB, with their parity) still crossed the cap when the sound started, and its first
 //! 50 ms came 18-25 ms late (in windows with sound). There the sound waits until the path, at
-//! its timed rate, has carried the video sent. Sans-IO.
+//! its timed rate, has carried the video sent (the pacer knows what it has not:
+//! `Pacer::path_backlog`). Sans-IO.
 
 use std::time::{Duration, Instant};
 
@@ -25,16 +26,11 @@ pub struct SoundStart {
     since: Option<Instant>,
     /// A picture went to the pacer since then.
     picture: bool,
-    /// Video bytes sent that the path has not carried yet at its timed rate, as of `at`.
-    unsent: f64,
-    at: Option<Instant>,
-    /// The path's timed rate, bytes/s, when video is paced to it.
-    path: Option<f64>,
 }
 
 /// The sound may start while this much of the video sent is still on its way (2.4 ms at
 /// 1 Mbit/s).
-const LEFT_BYTES: f64 = 300.0;
+pub const LEFT_BYTES: f64 = 300.0;
 
 impl SoundStart {
     /// A call starts, or resumes after an outage (the path is probed again, and a keyframe
@@ -46,48 +42,26 @@ impl SoundStart {
         };
     }
 
-    /// What of the video sent the path has not carried by `now`.
-    fn unsent(&mut self, now: Instant) -> f64 {
-        let elapsed = self
-            .at
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
-        // not paced to a path: what went out has gone at once
-        self.unsent = self
-            .path
-            .map_or(0.0, |rate| (self.unsent - elapsed * rate).max(0.0));
-        self.at = Some(now);
-        self.unsent
-    }
-
-    /// A video datagram of `bytes` went out at `now`, paced to a path timed at `path_bps`
-    /// (`None`: sent at once, on a path faster than the pace).
-    pub fn on_video_sent(&mut self, bytes: usize, now: Instant, path_bps: Option<u32>) {
-        if self.since.is_some() {
-            self.unsent(now);
-            self.path = path_bps.map(|b| f64::from(b) / 8.0);
-            self.unsent += bytes as f64;
-        }
-    }
-
     /// A picture went to the pacer.
     pub fn on_picture(&mut self) {
         self.picture = true;
     }
 
     /// Whether the sound may go out now: `probing`, the path's probe still holds the media
-    /// back; `camera_on`, a picture is coming; `paced_out`, the pacer holds no video (and a
-    /// path it paces to has carried what it sent).
+    /// back; `camera_on`, a picture is coming; `paced_out`, the pacer holds no video;
+    /// `path_backlog`, bytes of the video sent that a path it paces to has not carried yet.
     pub fn may_send(
         &mut self,
         now: Instant,
         probing: bool,
         camera_on: bool,
         paced_out: bool,
+        path_backlog: f64,
     ) -> bool {
         let Some(since) = self.since else {
             return true;
         };
-        let carried = self.unsent(now) <= LEFT_BYTES;
+        let carried = path_backlog <= LEFT_BYTES;
         let picture_out = !camera_on || (self.picture && paced_out && carried);
         if (!probing && picture_out) || now.saturating_duration_since(since) >= MAX_HOLD {
             self.since = None;
@@ -107,49 +81,35 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         let mut s = SoundStart::default();
         assert!(
-            s.may_send(t0, false, true, true),
+            s.may_send(t0, false, true, true, 0.0),
             "no call started: nothing held"
         );
         s.restart(t0);
-        assert!(!s.may_send(ms(50), true, true, true), "probing");
-        assert!(!s.may_send(ms(110), false, true, true), "no picture yet");
+        assert!(!s.may_send(ms(50), true, true, true, 0.0), "probing");
+        assert!(
+            !s.may_send(ms(110), false, true, true, 0.0),
+            "no picture yet"
+        );
         s.on_picture();
         assert!(
-            !s.may_send(ms(120), false, true, false),
+            !s.may_send(ms(120), false, true, false, 0.0),
             "the keyframe is being paced out"
         );
-        assert!(s.may_send(ms(160), false, true, true));
+        assert!(s.may_send(ms(160), false, true, true, 0.0));
         // once started it is never held again in this call
-        assert!(s.may_send(ms(170), true, true, false));
+        assert!(s.may_send(ms(170), true, true, false, 0.0));
     }
 
     #[test]
     fn on_a_slow_path_the_sound_waits_until_the_video_sent_has_crossed_it() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        let path = Some(1_000_000);
         let mut s = SoundStart::default();
         s.restart(t0);
-        // a 4.5 kB keyframe and its parity, paced out from 150 ms on, 15 % over the path
         s.on_picture();
-        for k in 0..5 {
-            s.on_video_sent(1_120, ms(150 + 7 * k), path);
-        }
-        // the pacer is empty at 181 ms, but 1 Mbit/s carries 5.6 kB in 45 ms
-        assert!(!s.may_send(ms(181), false, true, true));
-        // the next picture (2.2 kB and its parity) goes from 183 ms on..
-        for k in 0..3 {
-            s.on_video_sent(1_120, ms(183 + 7 * k), path);
-        }
-        assert!(!s.may_send(ms(215), false, true, true));
-        // ..and all of it has crossed by 150 ms + 8.96 kB at 125 kB/s = 222 ms
-        assert!(s.may_send(ms(224), false, true, true));
-        // sent at once on a fast path: carried at once
-        let mut fast = SoundStart::default();
-        fast.restart(t0);
-        fast.on_picture();
-        fast.on_video_sent(50_000, ms(150), None);
-        assert!(fast.may_send(ms(151), false, true, true));
+        // the pacer is empty, but the path has yet to carry 600 B of what it sent
+        assert!(!s.may_send(ms(181), false, true, true, 600.0));
+        assert!(s.may_send(ms(185), false, true, true, LEFT_BYTES));
     }
 
     #[test]
@@ -158,13 +118,13 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         let mut s = SoundStart::default();
         s.restart(t0);
-        assert!(!s.may_send(ms(40), true, false, true));
-        assert!(s.may_send(ms(60), false, false, true));
+        assert!(!s.may_send(ms(40), true, false, true, 0.0));
+        assert!(s.may_send(ms(60), false, false, true, 0.0));
         // a picture that never leaves (an encoder stuck, a pacer that never drains) holds the
         // sound MAX_HOLD at most; a resumed call waits again
         s.restart(ms(1_000));
         s.on_picture();
-        assert!(!s.may_send(ms(1_000) + MAX_HOLD / 2, false, true, false));
-        assert!(s.may_send(ms(1_000) + MAX_HOLD, false, true, false));
+        assert!(!s.may_send(ms(1_000) + MAX_HOLD / 2, false, true, false, 0.0));
+        assert!(s.may_send(ms(1_000) + MAX_HOLD, false, true, false, 0.0));
     }
 }

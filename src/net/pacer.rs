@@ -63,6 +63,8 @@ pub struct Pacer {
     /// The path's rate as the receiver timed it, bytes/s, while it is slower than the pace;
     /// with when it was timed.
     path: Option<(f64, Instant)>,
+    /// Video sent that the path, at its timed rate, had not carried yet: bytes, as of when.
+    backlog: (f64, Option<Instant>),
 }
 
 impl Pacer {
@@ -76,6 +78,7 @@ impl Pacer {
             dropped: 0,
             bps,
             path: None,
+            backlog: (0.0, None),
         }
     }
 
@@ -113,6 +116,19 @@ impl Pacer {
     /// The path's rate video is paced to, bit/s, if any.
     pub fn path_bps(&self) -> Option<u32> {
         self.path.map(|(p, _)| (p * 8.0) as u32)
+    }
+
+    /// Bytes of the video sent that the path it is paced to has not carried yet by `now`,
+    /// at its timed rate (0 when not paced to a path: what went out has gone at once). What
+    /// is sent behind it, unpaced (the sound), waits at the bottleneck about this long.
+    pub fn path_backlog(&self, now: Instant) -> f64 {
+        match (self.path, self.backlog.1) {
+            (Some((rate, _)), Some(at)) => {
+                let carried = now.saturating_duration_since(at).as_secs_f64() * rate;
+                (self.backlog.0 - carried).max(0.0)
+            }
+            _ => 0.0,
+        }
     }
 
     /// Queues a datagram; false when the queue was full and it was dropped.
@@ -153,6 +169,8 @@ impl Pacer {
             };
             self.bytes -= d.len();
             self.credit -= d.len() as f64;
+            let left = self.path_backlog(now);
+            self.backlog = (left + d.len() as f64, Some(now));
             send(d);
         }
     }
@@ -195,6 +213,7 @@ impl Pacer {
     pub fn clear(&mut self) {
         self.queue.clear();
         self.bytes = 0;
+        self.backlog = (0.0, None);
     }
 }
 
@@ -395,6 +414,43 @@ mod tests {
         p.on_path(900, at(2_000));
         p.forget_path();
         assert_eq!(p.path_bps(), None);
+    }
+
+    #[test]
+    fn paced_to_a_slow_path_it_knows_what_the_path_has_not_carried_yet() {
+        let (t0, mut p) = (Instant::now(), Pacer::new(800_000));
+        let ms = |n| t0 + Duration::from_millis(n);
+        p.on_path(1_000, t0);
+        // a 4.5 kB keyframe and its parity, paced out from 150 ms on at 1.15 Mbit/s
+        drain(&mut p, t0, 0, 150);
+        for _ in 0..5 {
+            p.push(vec![0; 1_120]);
+        }
+        drain(&mut p, t0, 150, 35);
+        assert!(p.is_empty(), "out by 185 ms");
+        // the pacer is empty, but 1 Mbit/s carries 5.6 kB in 45 ms (from 150 ms on): 1.2 kB
+        // are still on their way
+        let left = p.path_backlog(ms(185));
+        assert!((1_000.0..1_500.0).contains(&left), "{left}");
+        // the next picture (2.2 kB and its parity) goes from 186 ms on..
+        for _ in 0..3 {
+            p.push(vec![0; 1_120]);
+        }
+        drain(&mut p, t0, 186, 30);
+        assert!(p.is_empty());
+        assert!(p.path_backlog(ms(215)) > 300.0);
+        // ..and all of it has crossed by 150 ms + 8.96 kB at 125 kB/s = 222 ms
+        assert!(p.path_backlog(ms(220)) > 0.0);
+        assert_eq!(p.path_backlog(ms(223)), 0.0);
+        // not paced to a path: what went out has gone at once
+        let mut fast = Pacer::new(800_000);
+        fast.release(t0, |_| {});
+        for _ in 0..5 {
+            fast.push(vec![0; 1_120]);
+        }
+        drain(&mut fast, t0, 1, 20);
+        assert!(fast.is_empty());
+        assert_eq!(fast.path_backlog(ms(21)), 0.0);
     }
 
     #[test]
