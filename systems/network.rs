@@ -491,7 +491,7 @@ pub fn network(
                 if let Some(group) = net.parity.group() {
                     for p in parity_fragments(meta, &data, group).unwrap_or_default() {
                         if let Ok(bytes) = Message::Parity(p).encode() {
-                            net.pacer.push(bytes);
+                            net.pacer.push_parity(bytes);
                             stats.parity_sent += 1;
                         }
                     }
