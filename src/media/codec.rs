@@ -38,7 +38,7 @@ pub enum CodecError {
 }
 
 /// One encoded picture.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncodedFrame {
     /// Encoded bytes.
     pub data: Vec<u8>,
@@ -58,6 +58,12 @@ pub trait VideoEncoder: Send {
     ) -> Result<EncodedFrame, CodecError>;
     /// Changes the target bitrate; codecs without one ignore it.
     fn set_target_bitrate(&mut self, _bps: u32) -> Result<(), CodecError> {
+        Ok(())
+    }
+    /// Readies the encoder for its first picture, like `frame`, while nothing is sent yet
+    /// (the call's start, while its path is probed), so that the first picture then codes at
+    /// once; codecs with nothing to ready ignore it.
+    fn prepare(&mut self, _frame: &VideoFrame) -> Result<(), CodecError> {
         Ok(())
     }
 }

@@ -44,6 +44,12 @@ pub const WARM_UP_PICTURES: usize = 8;
 /// 4 pictures.
 pub const IDR_BUDGET_FRAMES: f64 = 4.0;
 
+/// The most bytes a new encoder's first IDR may take at `bitrate_bps` and `fps`
+/// ([`IDR_BUDGET_FRAMES`] pictures' budget).
+pub fn idr_budget(bitrate_bps: u32, fps: f32) -> f64 {
+    f64::from(bitrate_bps) / 8.0 / f64::from(fps.max(1.0)) * IDR_BUDGET_FRAMES
+}
+
 /// What kind of picture the encoder made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coded {
@@ -271,7 +277,7 @@ impl RawEncoder {
         fps: f32,
         out: &mut Vec<u8>,
     ) -> Result<Option<Coded>, CodecError> {
-        let budget = f64::from(bitrate_bps) / 8.0 / f64::from(fps.max(1.0)) * IDR_BUDGET_FRAMES;
+        let budget = idr_budget(bitrate_bps, fps);
         let mut coded = Vec::new();
         let usual = self.encode(yuv, &mut coded)?;
         if coded.len() as f64 >= budget {
