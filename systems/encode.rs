@@ -75,6 +75,10 @@ pub struct Encoder {
     prepare_pending: bool,
     /// The encoder was readied (or needs not be): once per encoder.
     prepared: bool,
+    /// The encoder is being readied.
+    preparing: bool,
+    /// The picture that came while the encoder was being readied, which it codes next.
+    after_prepare: Option<Job>,
 }
 
 fn start(encoder: Box<dyn VideoEncoder>, wake: Option<Wake>) -> Option<Worker<Job, Done>> {
@@ -134,6 +138,8 @@ impl Encoder {
             divisor: 1,
             prepare_pending: false,
             prepared: false,
+            preparing: false,
+            after_prepare: None,
         })
     }
 
@@ -157,6 +163,8 @@ impl Encoder {
             // the peer's decoder needs a fresh start
             self.force_pending = true;
             self.prepared = false;
+            self.preparing = false;
+            self.after_prepare = None;
         }
         self.worker.as_mut()
     }
@@ -228,15 +236,29 @@ pub fn encode(
             prepare: false,
         };
         let capture_us = job.frame.capture_us;
-        if let Some(w) = encoder.worker() {
+        let submitted = encoder.worker().map(|w| {
             trace_stage("encode_in", capture_us);
-            match w.submit(job) {
-                Ok(()) => {
-                    encoder.force_pending = false;
-                    encoder.bitrate_pending = false;
+            w.submit(job)
+        });
+        let taken = match submitted {
+            Some(Ok(())) => true,
+            // the encoder is still readying itself: the picture goes to it next (a newer one
+            // in its place)
+            Some(Err(job)) if encoder.preparing => {
+                if encoder.after_prepare.replace(job).is_some() {
+                    stats.frames_not_encoded += 1;
                 }
-                Err(_) => stats.frames_not_encoded += 1,
+                true
             }
+            Some(Err(_)) => {
+                stats.frames_not_encoded += 1;
+                false
+            }
+            None => false,
+        };
+        if taken {
+            encoder.force_pending = false;
+            encoder.bitrate_pending = false;
         }
     }
     let codec = encoder.codec;
@@ -247,6 +269,12 @@ pub fn encode(
         if done.prepared {
             if let Err(e) = done.result {
                 tracing::warn!("readying the encoder: {e}");
+            }
+            encoder.preparing = false;
+            if let Some(job) = encoder.after_prepare.take() {
+                if w.submit(job).is_err() {
+                    stats.frames_not_encoded += 1;
+                }
             }
             continue;
         }
@@ -298,6 +326,7 @@ fn prepare(encoder: &mut Encoder, held: bool, local: &VideoStream, size: (u32, u
             encoder.bitrate_pending = false;
             encoder.prepare_pending = false;
             encoder.prepared = true;
+            encoder.preparing = true;
         }
     }
 }
@@ -433,5 +462,30 @@ mod tests {
         assert!(frames.len() == 1 && frames[0].0.keyframe);
         let stats = world.resource::<CallStats>();
         assert_eq!((stats.frames_held_back, stats.frames_not_encoded), (0, 0));
+    }
+
+    #[test]
+    fn a_picture_that_comes_while_the_encoder_is_readied_goes_next_not_dropped() {
+        let mut world = world();
+        let mut schedule = Schedule::default();
+        schedule.add_systems(encode);
+        {
+            let mut feedback = world.resource_mut::<KeyframeFeedback>();
+            feedback.hold_video = true;
+            feedback.target_bitrate = Some(400_000);
+            feedback.bitrate_probed = true;
+        }
+        capture(&mut world, 0);
+        schedule.run(&mut world);
+        assert!(world.resource::<Encoder>().preparing);
+        // the probe is over before the encoder is ready
+        world.resource_mut::<KeyframeFeedback>().hold_video = false;
+        capture(&mut world, 1);
+        let frames = run_until_idle(&mut world, &mut schedule);
+        assert!(frames.len() == 1 && frames[0].0.keyframe);
+        assert_eq!(frames[0].0.capture_us, 33_333);
+        assert_eq!(world.resource::<CallStats>().frames_not_encoded, 0);
+        let encoder = world.resource::<Encoder>();
+        assert!(!encoder.preparing && encoder.after_prepare.is_none());
     }
 }
