@@ -70,15 +70,23 @@ pub struct Encoder {
     divisor: u32,
     /// Signalled when a picture is encoded.
     wake: Option<Wake>,
-    /// The call's start probed the path's bitrate and its video is held: the encoder may be
-    /// readied with a picture meanwhile.
-    prepare_pending: bool,
-    /// The encoder was readied (or needs not be): once per encoder.
-    prepared: bool,
-    /// The encoder is being readied.
-    preparing: bool,
-    /// The picture that came while the encoder was being readied, which it codes next.
-    after_prepare: Option<Job>,
+    /// Readying the encoder at the call's start (see [`prepare`]).
+    readying: Readying,
+}
+
+/// Where readying the encoder at a call's start stands: once per encoder.
+#[derive(Default)]
+enum Readying {
+    /// Not asked for: no bitrate probed while the video is held.
+    #[default]
+    Idle,
+    /// The call's start probed the path's bitrate and its video is held: the encoder is readied
+    /// with the next picture.
+    Pending,
+    /// The encoder is being readied; the picture that came meanwhile, which it codes next.
+    InFlight(Option<Job>),
+    /// Readied.
+    Done,
 }
 
 fn start(encoder: Box<dyn VideoEncoder>, wake: Option<Wake>) -> Option<Worker<Job, Done>> {
@@ -136,10 +144,7 @@ impl Encoder {
             ),
             camera_frames: 0,
             divisor: 1,
-            prepare_pending: false,
-            prepared: false,
-            preparing: false,
-            after_prepare: None,
+            readying: Readying::Idle,
         })
     }
 
@@ -162,9 +167,7 @@ impl Encoder {
                 .and_then(|e| start(e, self.wake.clone()));
             // the peer's decoder needs a fresh start
             self.force_pending = true;
-            self.prepared = false;
-            self.preparing = false;
-            self.after_prepare = None;
+            self.readying = Readying::Idle;
         }
         self.worker.as_mut()
     }
@@ -188,7 +191,9 @@ pub fn encode(
             encoder.bitrate = Some(bps);
             encoder.bitrate_pending = true;
             if std::mem::take(&mut feedback.bitrate_probed) {
-                encoder.prepare_pending = !encoder.prepared;
+                if matches!(encoder.readying, Readying::Idle) {
+                    encoder.readying = Readying::Pending;
+                }
                 encoder.ladder.on_probed_bitrate(bps, clock.now)
             } else {
                 encoder.ladder.on_bitrate(bps, clock.now)
@@ -244,9 +249,11 @@ pub fn encode(
             Some(Ok(())) => true,
             // the encoder is still readying itself: the picture goes to it next (a newer one
             // in its place)
-            Some(Err(job)) if encoder.preparing => {
-                if encoder.after_prepare.replace(job).is_some() {
-                    stats.frames_not_encoded += 1;
+            Some(Err(job)) if matches!(encoder.readying, Readying::InFlight(_)) => {
+                if let Readying::InFlight(next) = &mut encoder.readying {
+                    if next.replace(job).is_some() {
+                        stats.frames_not_encoded += 1;
+                    }
                 }
                 true
             }
@@ -270,8 +277,8 @@ pub fn encode(
             if let Err(e) = done.result {
                 tracing::warn!("readying the encoder: {e}");
             }
-            encoder.preparing = false;
-            if let Some(job) = encoder.after_prepare.take() {
+            let readying = std::mem::replace(&mut encoder.readying, Readying::Done);
+            if let Readying::InFlight(Some(job)) = readying {
                 if w.submit(job).is_err() {
                     stats.frames_not_encoded += 1;
                 }
@@ -304,11 +311,13 @@ pub fn encode(
 /// keyframe's quantiser now rather than on the call's first picture, which it then codes at
 /// once (480p: 8-11 ms sooner on screen, and so the pictures queued behind it on a slow path).
 fn prepare(encoder: &mut Encoder, held: bool, local: &VideoStream, size: (u32, u32)) {
-    if !held {
-        encoder.prepare_pending = false;
+    if !matches!(encoder.readying, Readying::Pending) {
         return;
     }
-    let Some(frame) = local.frame.as_ref().filter(|_| encoder.prepare_pending) else {
+    let Some(frame) = local.frame.as_ref().filter(|_| held) else {
+        if !held {
+            encoder.readying = Readying::Idle;
+        }
         return;
     };
     let job = Job {
@@ -324,9 +333,7 @@ fn prepare(encoder: &mut Encoder, held: bool, local: &VideoStream, size: (u32, u
         // busy: the next tick tries again
         if w.submit(job).is_ok() {
             encoder.bitrate_pending = false;
-            encoder.prepare_pending = false;
-            encoder.prepared = true;
-            encoder.preparing = true;
+            encoder.readying = Readying::InFlight(None);
         }
     }
 }
@@ -431,7 +438,7 @@ mod tests {
         capture(&mut world, 0);
         assert_eq!(run_until_sent(&mut world, &mut schedule), 0);
         assert!(
-            !world.resource::<Encoder>().prepared,
+            matches!(world.resource::<Encoder>().readying, Readying::Idle),
             "no bitrate probed yet"
         );
         {
@@ -446,7 +453,7 @@ mod tests {
             "readied, not sent"
         );
         let encoder = world.resource::<Encoder>();
-        assert!(encoder.prepared && !encoder.prepare_pending && !encoder.bitrate_pending);
+        assert!(matches!(encoder.readying, Readying::Done) && !encoder.bitrate_pending);
         // a later probe (a call resumed) does not ready the same encoder again
         {
             let mut feedback = world.resource_mut::<KeyframeFeedback>();
@@ -454,7 +461,10 @@ mod tests {
             feedback.bitrate_probed = true;
         }
         schedule.run(&mut world);
-        assert!(!world.resource::<Encoder>().prepare_pending);
+        assert!(matches!(
+            world.resource::<Encoder>().readying,
+            Readying::Done
+        ));
         // the probe is over: the first picture goes, a keyframe
         world.resource_mut::<KeyframeFeedback>().hold_video = false;
         capture(&mut world, 2);
@@ -477,7 +487,10 @@ mod tests {
         }
         capture(&mut world, 0);
         schedule.run(&mut world);
-        assert!(world.resource::<Encoder>().preparing);
+        assert!(matches!(
+            world.resource::<Encoder>().readying,
+            Readying::InFlight(None)
+        ));
         // the probe is over before the encoder is ready
         world.resource_mut::<KeyframeFeedback>().hold_video = false;
         capture(&mut world, 1);
@@ -485,7 +498,9 @@ mod tests {
         assert!(frames.len() == 1 && frames[0].0.keyframe);
         assert_eq!(frames[0].0.capture_us, 33_333);
         assert_eq!(world.resource::<CallStats>().frames_not_encoded, 0);
-        let encoder = world.resource::<Encoder>();
-        assert!(!encoder.preparing && encoder.after_prepare.is_none());
+        assert!(matches!(
+            world.resource::<Encoder>().readying,
+            Readying::Done
+        ));
     }
 }
