@@ -247,20 +247,20 @@ pub fn encode(
         });
         let taken = match submitted {
             Some(Ok(())) => true,
-            // the encoder is still readying itself: the picture goes to it next (a newer one
-            // in its place)
-            Some(Err(job)) if matches!(encoder.readying, Readying::InFlight(_)) => {
-                if let Readying::InFlight(next) = &mut encoder.readying {
+            Some(Err(job)) => match &mut encoder.readying {
+                // the encoder is still readying itself: the picture goes to it next (a newer
+                // one in its place)
+                Readying::InFlight(next) => {
                     if next.replace(job).is_some() {
                         stats.frames_not_encoded += 1;
                     }
+                    true
                 }
-                true
-            }
-            Some(Err(_)) => {
-                stats.frames_not_encoded += 1;
-                false
-            }
+                _ => {
+                    stats.frames_not_encoded += 1;
+                    false
+                }
+            },
             None => false,
         };
         if taken {
@@ -314,10 +314,11 @@ fn prepare(encoder: &mut Encoder, held: bool, local: &VideoStream, size: (u32, u
     if !matches!(encoder.readying, Readying::Pending) {
         return;
     }
-    let Some(frame) = local.frame.as_ref().filter(|_| held) else {
-        if !held {
-            encoder.readying = Readying::Idle;
-        }
+    if !held {
+        encoder.readying = Readying::Idle;
+        return;
+    }
+    let Some(frame) = local.frame.as_ref() else {
         return;
     };
     let job = Job {
@@ -428,6 +429,7 @@ mod tests {
         let stats = world.resource::<CallStats>();
         assert_eq!((stats.frames_held_back, stats.frames_not_encoded), (2, 0));
     }
+
     #[test]
     fn while_the_call_start_holds_the_video_the_encoder_is_readied_and_nothing_is_sent() {
         let mut world = world();
