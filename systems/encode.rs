@@ -385,6 +385,13 @@ mod tests {
         stream.fresh = true;
     }
 
+    /// The start-of-call probe sets the bitrate to `bps`, as the network stage does.
+    fn probed(world: &mut World, bps: u32) {
+        let mut feedback = world.resource_mut::<KeyframeFeedback>();
+        feedback.target_bitrate = Some(bps);
+        feedback.bitrate_probed = true;
+    }
+
     /// Runs the stage until the encoder's thread has handed back what it was given; how many
     /// frames went out.
     fn run_until_sent(world: &mut World, schedule: &mut Schedule) -> usize {
@@ -443,11 +450,7 @@ mod tests {
             matches!(world.resource::<Encoder>().readying, Readying::Idle),
             "no bitrate probed yet"
         );
-        {
-            let mut feedback = world.resource_mut::<KeyframeFeedback>();
-            feedback.target_bitrate = Some(400_000);
-            feedback.bitrate_probed = true;
-        }
+        probed(&mut world, 400_000);
         capture(&mut world, 1);
         assert_eq!(
             run_until_sent(&mut world, &mut schedule),
@@ -457,11 +460,7 @@ mod tests {
         let encoder = world.resource::<Encoder>();
         assert!(matches!(encoder.readying, Readying::Done) && !encoder.bitrate_pending);
         // a later probe (a call resumed) does not ready the same encoder again
-        {
-            let mut feedback = world.resource_mut::<KeyframeFeedback>();
-            feedback.target_bitrate = Some(500_000);
-            feedback.bitrate_probed = true;
-        }
+        probed(&mut world, 500_000);
         schedule.run(&mut world);
         assert!(matches!(
             world.resource::<Encoder>().readying,
@@ -481,12 +480,8 @@ mod tests {
         let mut world = world();
         let mut schedule = Schedule::default();
         schedule.add_systems(encode);
-        {
-            let mut feedback = world.resource_mut::<KeyframeFeedback>();
-            feedback.hold_video = true;
-            feedback.target_bitrate = Some(400_000);
-            feedback.bitrate_probed = true;
-        }
+        world.resource_mut::<KeyframeFeedback>().hold_video = true;
+        probed(&mut world, 400_000);
         capture(&mut world, 0);
         schedule.run(&mut world);
         assert!(matches!(
