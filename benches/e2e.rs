@@ -21,21 +21,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{click_delays, clicks, free_port, read_raw, Pulse, Xvfb};
+use common::{click_delays, clicks, cpu_secs, free_port, read_raw, Pulse, Xvfb};
 use serde_json::Value;
-
-fn ticks_per_sec() -> f64 {
-    100.0 // Linux USER_HZ
-}
-
-/// User+system CPU seconds of a running process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (get(11) + get(12)) / ticks_per_sec()
-}
 
 /// Starts a peer; with `PRATTLE_PEER_LOG` set, it logs at that level to `log`.
 fn spawn(

@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// User+system CPU seconds a running process has used so far (Linux: `/proc`, 100 ticks a
+/// second); 0 when it cannot be read.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (get(11) + get(12)) / 100.0
+}
+
 /// The binary under test: this build's, or PRATTLE_BIN (to compare two builds in the benches).
 pub fn bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
