@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cpu_secs, Xvfb};
+use common::{cpu_secs, free_port, Xvfb};
 use prattle::devices::window::{Overlay, PaneShow, Renderer, Scene, Window};
 use prattle::media::frame::unix_micros;
 use prattle::media::h264::{i420_to_bgr, I420Frame};
@@ -200,10 +200,7 @@ fn reads(w: u32, h: u32, mut from: ChildStdout, windowed: bool) -> (Vec<f64>, f6
 fn run(w: u32, h: u32, kbps: u32, secs: f64, windowed: bool) -> Run {
     let forward = UdpSocket::bind("127.0.0.1:0").expect("forwarder socket");
     let forward_port = forward.local_addr().expect("forwarder address").port();
-    let recv_port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
+    let recv_port = free_port();
     let mut receiver: Child = gst(&format!(
         "udpsrc port={recv_port} \
          caps=application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 \
@@ -334,6 +331,12 @@ fn main() {
         let default_kbps = if w * h >= 1280 * 720 { 1500.0 } else { 1000.0 };
         let kbps = env_num("PRATTLE_BASELINE_KBPS", default_kbps) as u32;
         let rows: Vec<Run> = (0..runs).map(|_| run(w, h, kbps, secs, windowed)).collect();
+        if rows.iter().any(|r| r.shown == 0) {
+            eprintln!(
+                "baseline bench: a {w}x{h} run showed no picture: run its two gst-launch-1.0 \
+                 pipelines (benches/baseline.rs) by hand with -v to see why"
+            );
+        }
         let pick = |f: &dyn Fn(&Run) -> f64| median(rows.iter().map(f).collect());
         let pct = |p: f64| {
             pick(&|r: &Run| {
