@@ -174,7 +174,6 @@ fn reads(w: u32, h: u32, mut from: ChildStdout, windowed: bool) -> (Vec<f64>, f6
         }
         let now = unix_micros();
         let at = Instant::now();
-        let y = &raw[..ws * hs];
         latency.push(now.saturating_sub(stamp.capture_us) as f64 / 1000.0);
         if let Some(l) = last {
             gap = gap.max(at.duration_since(l).as_secs_f64() * 1000.0);
