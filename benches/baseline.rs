@@ -286,6 +286,10 @@ fn env_num(key: &str, default: f64) -> f64 {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("baseline: a benchmark; run it with `cargo bench --bench baseline`");
+        return;
+    }
     let missing = missing_elements();
     if !missing.is_empty() {
         eprintln!(
