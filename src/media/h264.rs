@@ -1015,11 +1015,7 @@ mod tests {
             .map(|t| {
                 let mut frame = source.render(t, u64::from(t) * 33_333);
                 if noisy {
-                    for (i, px) in frame.data.iter_mut().enumerate() {
-                        let r =
-                            (i as u32 ^ t.wrapping_mul(2_654_435_761)).wrapping_mul(2_246_822_519);
-                        *px = px.saturating_add((r >> 28) as u8 * 3).saturating_sub(20);
-                    }
+                    crate::media::pattern::add_noise(&mut frame.data, t, 28, 20);
                 }
                 frame
             })

@@ -552,11 +552,7 @@ mod tests {
                 let mut picture = I420Frame::new(w, h);
                 bgr_to_i420(&frame.data, w, h, &mut picture);
                 if noisy {
-                    for (i, px) in picture.y.iter_mut().enumerate() {
-                        let r =
-                            (i as u32 ^ t.wrapping_mul(2_654_435_761)).wrapping_mul(2_246_822_519);
-                        *px = px.saturating_add((r >> 29) as u8 * 3).saturating_sub(10);
-                    }
+                    crate::media::pattern::add_noise(&mut picture.y, t, 29, 10);
                 }
                 picture
             })

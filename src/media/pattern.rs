@@ -90,6 +90,18 @@ fn fill_background(data: &mut Vec<u8>, w: usize, h: usize, frame_no: u32) {
     }
 }
 
+/// Camera-like noise for picture `t` of a test: each byte of `data` raised by up to
+/// `3 * (2^(32 - shift) - 1)` and lowered by `down`, from a hash of its index and `t`.
+#[cfg(test)]
+pub(crate) fn add_noise(data: &mut [u8], t: u32, shift: u32, down: u8) {
+    for (i, px) in data.iter_mut().enumerate() {
+        let r = (i as u32 ^ t.wrapping_mul(2_654_435_761)).wrapping_mul(2_246_822_519);
+        *px = px
+            .saturating_add((r >> shift) as u8 * 3)
+            .saturating_sub(down);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
